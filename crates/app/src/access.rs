@@ -1,0 +1,109 @@
+//! Who may do what: the authorisation matrix as data (role × action), checked in one place. Scope
+//! (own site, own pools, published only) is checked by each use case against the resource, and a
+//! resource outside the caller's scope is reported as not found.
+
+use yilian_domain::Role;
+
+use crate::error::AppError;
+
+pub type Principal = yilian_config::User;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Store DICOM instances for one's own site.
+    UploadStudy,
+    /// Say a study of one's own site is complete (optionally urgent).
+    CompleteStudy,
+    /// Retrieve or render instances of a study in scope.
+    ViewStudy,
+    /// List one's pools' worklists, open exams.
+    ReadWorklist,
+    /// Claim, release, draft and sign exams of one's pools.
+    ReportExam,
+    /// Look a patient up across the alliance.
+    LookupResults,
+    /// Read and verify a published report.
+    ViewReport,
+    /// Read published public keys.
+    ListKeys,
+}
+
+/// The matrix. Anything not listed is refused.
+const MATRIX: &[(Role, &[Action])] = &[
+    (
+        Role::SiteTech,
+        &[
+            Action::UploadStudy,
+            Action::CompleteStudy,
+            Action::ViewStudy,
+            Action::ViewReport,
+            Action::ListKeys,
+        ],
+    ),
+    (
+        Role::Reader,
+        &[
+            Action::ViewStudy,
+            Action::ReadWorklist,
+            Action::ReportExam,
+            Action::LookupResults,
+            Action::ViewReport,
+            Action::ListKeys,
+        ],
+    ),
+    (
+        Role::Clinician,
+        &[
+            Action::ViewStudy,
+            Action::LookupResults,
+            Action::ViewReport,
+            Action::ListKeys,
+        ],
+    ),
+    (Role::Admin, &[Action::ListKeys]),
+];
+
+pub fn allowed(role: Role, action: Action) -> bool {
+    MATRIX
+        .iter()
+        .any(|(r, actions)| *r == role && actions.contains(&action))
+}
+
+/// `Ok` when the role may take the action, else a 403 naming both.
+pub fn require(who: &Principal, action: Action) -> Result<(), AppError> {
+    if allowed(who.role, action) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(format!(
+            "role {} may not {action:?}",
+            who.role.as_str()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_matrix_matches_the_roles_jobs() {
+        assert!(allowed(Role::SiteTech, Action::UploadStudy));
+        assert!(!allowed(Role::SiteTech, Action::ReportExam));
+        assert!(!allowed(Role::SiteTech, Action::LookupResults));
+        assert!(allowed(Role::Reader, Action::ReportExam));
+        assert!(!allowed(Role::Reader, Action::UploadStudy));
+        assert!(allowed(Role::Clinician, Action::LookupResults));
+        assert!(!allowed(Role::Clinician, Action::ReportExam));
+        assert!(!allowed(Role::Clinician, Action::UploadStudy));
+        // Admins manage configuration; clinical data only through break-glass (not in this version).
+        for a in [
+            Action::ViewStudy,
+            Action::LookupResults,
+            Action::ViewReport,
+            Action::ReportExam,
+            Action::UploadStudy,
+        ] {
+            assert!(!allowed(Role::Admin, a), "{a:?}");
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! The errors use cases return. The HTTP layer maps them to status codes in one place.
+
+use crate::ports::PortError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("authentication required")]
+    Unauthenticated,
+    /// The caller's role may not do this at all (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unknown, or not visible to this caller: the two look the same (404).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl AppError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+}

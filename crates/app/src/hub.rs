@@ -1,0 +1,142 @@
+//! The hub: configuration plus the ports, and the small services every use case shares
+//! (patient keys, audit, signing keys).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use yilian_config::Config;
+use yilian_domain::{LocalPatientId, PatientKey, ResidentId, UnixMillis, Username};
+use yilian_signing::{ALGORITHM_ED25519, PublicKeyRecord, format_time};
+
+use crate::access::Principal;
+use crate::ports::{AuditEvent, Blobs, Catalog, Clock, KeyVault, PortError, VaultKey};
+
+/// The wall clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixMillis {
+        UnixMillis(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+        )
+    }
+}
+
+#[derive(Clone)]
+pub struct Hub {
+    pub config: Arc<Config>,
+    pub catalog: Arc<dyn Catalog>,
+    pub blobs: Arc<dyn Blobs>,
+    pub vault: Arc<dyn KeyVault>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Hub {
+    pub fn new(
+        config: Arc<Config>,
+        catalog: Arc<dyn Catalog>,
+        blobs: Arc<dyn Blobs>,
+        vault: Arc<dyn KeyVault>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Hub {
+            config,
+            catalog,
+            blobs,
+            vault,
+            clock,
+        }
+    }
+
+    pub fn now(&self) -> UnixMillis {
+        self.clock.now()
+    }
+
+    /// The alliance patient key: keyed hash of the resident ID when the local ID is one, else of the
+    /// local identifier with its issuer. The resident ID itself is never stored.
+    pub fn patient_key(&self, local: &LocalPatientId) -> PatientKey {
+        match ResidentId::parse(&local.id) {
+            Some(rid) => self.keyed_hash(&format!("rid:{}", rid.as_str())),
+            None => self.keyed_hash(&format!("local:{}\n{}", local.issuer, local.id)),
+        }
+    }
+
+    fn keyed_hash(&self, input: &str) -> PatientKey {
+        let secret = self
+            .config
+            .alliance
+            .patient_key_secret
+            .as_deref()
+            .unwrap_or_default();
+        #[allow(clippy::expect_used)]
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+            .expect("HMAC accepts keys of any length");
+        mac.update(input.as_bytes());
+        PatientKey(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// Records an access. An audit failure fails the request: no unrecorded look at patient data.
+    pub async fn audit(
+        &self,
+        who: &Principal,
+        action: &str,
+        resource_type: &str,
+        resource_id: &str,
+        patient_key: Option<&PatientKey>,
+        outcome: &str,
+        detail: impl Into<String>,
+    ) -> Result<(), PortError> {
+        self.catalog
+            .audit(&AuditEvent {
+                at: self.now(),
+                actor: who.username.to_string(),
+                action: action.into(),
+                resource_type: resource_type.into(),
+                resource_id: resource_id.into(),
+                patient_key: patient_key.cloned(),
+                outcome: outcome.into(),
+                detail: detail.into(),
+            })
+            .await
+    }
+
+    /// The signer's key, published in the catalog with its validity period the first time it is seen.
+    pub async fn signing_key(&self, owner: &Username) -> Result<VaultKey, PortError> {
+        let key = self.vault.key_for(owner).await?;
+        let published = self.catalog.public_keys().await?;
+        if !published.iter().any(|k| k.key_id == key.key_id) {
+            let now = self.now();
+            self.catalog
+                .publish_key(&PublicKeyRecord {
+                    key_id: key.key_id.clone(),
+                    algorithm: ALGORITHM_ED25519.into(),
+                    public_key: key.public_key.clone(),
+                    owner: owner.to_string(),
+                    valid_from: format_time(now.0),
+                    valid_to: format_time(now.plus_days(self.config.keys.validity_days).0),
+                })
+                .await?;
+        }
+        Ok(key)
+    }
+
+    /// Makes sure every reader in the directory has a published key (run at start-up).
+    pub async fn ensure_reader_keys(&self) -> Result<usize, PortError> {
+        let mut n = 0;
+        for u in &self.config.users {
+            if let Some(user) = self.config.user(&u.username) {
+                if user.role == yilian_domain::Role::Reader {
+                    self.signing_key(&user.username).await?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+}

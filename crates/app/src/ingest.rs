@@ -1,0 +1,231 @@
+//! Ingest: one DICOM instance from any front end (STOW-RS today; DIMSE, the site agent and the upload
+//! page later) becomes a durable blob plus catalog rows. The order is fixed: parse, check duplicates,
+//! write the blob durably, commit the catalog. Only then is the instance acknowledged.
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use yilian_domain::{SiteId, StudyInstanceUid};
+use yilian_formats::dicom_json::FailureReason;
+use yilian_formats::{DicomMeta, parse_dicom};
+
+use crate::access::{Action, Principal, require};
+use crate::error::AppError;
+use crate::hub::Hub;
+use crate::ports::{InsertOutcome, InstanceRecord, NewInstance};
+
+/// A stored (or already identical) instance.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub study_uid: String,
+    pub series_uid: String,
+    /// True when the same bytes were stored before (a no-op success).
+    pub duplicate: bool,
+}
+
+/// Why one instance was not stored; the rest of the request is unaffected.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub sop_class_uid: Option<String>,
+    pub sop_instance_uid: Option<String>,
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+impl Failure {
+    fn of(meta: Option<&DicomMeta>, reason: FailureReason, message: impl Into<String>) -> Self {
+        Failure {
+            sop_class_uid: meta.map(|m| m.sop_class_uid.to_string()),
+            sop_instance_uid: meta.map(|m| m.sop_instance_uid.to_string()),
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// `sha256/ab/cd/abcd…`: identical bytes share one object, so concurrent writers are safe.
+pub fn blob_key(sha256_hex: &str) -> String {
+    format!(
+        "sha256/{}/{}/{}",
+        &sha256_hex[..2],
+        &sha256_hex[2..4],
+        sha256_hex
+    )
+}
+
+impl Hub {
+    /// Stores one Part 10 instance for the uploader's site. `expected_study` is the study in the request
+    /// URL, when there is one. Outer `Err` is for the caller's role only; per-instance problems are
+    /// `Ok(Err(Failure))`.
+    pub async fn store_instance(
+        &self,
+        who: &Principal,
+        bytes: Bytes,
+        expected_study: Option<&StudyInstanceUid>,
+    ) -> Result<Result<Stored, Failure>, AppError> {
+        require(who, Action::UploadStudy)?;
+        let outcome = self
+            .store_checked(who, &who.site, bytes, expected_study)
+            .await;
+        let (result, detail) = match &outcome {
+            Ok(s) => (
+                "ok",
+                format!(
+                    "{}{}",
+                    s.sop_instance_uid,
+                    if s.duplicate {
+                        " (duplicate, same bytes)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            Err(f) => ("failed", format!("{:?}: {}", f.reason, f.message)),
+        };
+        let resource = outcome
+            .as_ref()
+            .map(|s| s.study_uid.clone())
+            .unwrap_or_default();
+        self.audit(who, "dicom.store", "study", &resource, None, result, detail)
+            .await?;
+        Ok(outcome)
+    }
+
+    async fn store_checked(
+        &self,
+        who: &Principal,
+        site: &SiteId,
+        bytes: Bytes,
+        expected_study: Option<&StudyInstanceUid>,
+    ) -> Result<Stored, Failure> {
+        let meta = parse_dicom(&bytes)
+            .map_err(|e| Failure::of(None, FailureReason::CannotUnderstand, e.to_string()))?;
+        let fail = |reason, msg: String| Failure::of(Some(&meta), reason, msg);
+        if let Some(expected) = expected_study {
+            if expected != &meta.study_instance_uid {
+                return Err(fail(
+                    FailureReason::StudyMismatch,
+                    format!(
+                        "the instance belongs to study {} but was sent to study {expected}",
+                        meta.study_instance_uid
+                    ),
+                ));
+            }
+        }
+        let sha = hex::encode(Sha256::digest(&bytes));
+        let stored = Stored {
+            sop_class_uid: meta.sop_class_uid.to_string(),
+            sop_instance_uid: meta.sop_instance_uid.to_string(),
+            study_uid: meta.study_instance_uid.to_string(),
+            series_uid: meta.series_instance_uid.to_string(),
+            duplicate: false,
+        };
+        let backend = |e: crate::ports::PortError| {
+            tracing::error!(error = %e, "ingest backend failure");
+            fail(
+                FailureReason::OutOfResources,
+                "the hub could not store the instance now; retry later".into(),
+            )
+        };
+        // Cheap checks before writing anything.
+        if let Some(existing) = self
+            .catalog
+            .instance(&meta.sop_instance_uid)
+            .await
+            .map_err(backend)?
+        {
+            return if existing.sha256 == sha {
+                Ok(Stored {
+                    duplicate: true,
+                    ..stored
+                })
+            } else {
+                Err(conflict(&meta, &existing.sha256))
+            };
+        }
+        if let Some(study) = self
+            .catalog
+            .study(&meta.study_instance_uid)
+            .await
+            .map_err(backend)?
+        {
+            if &study.site != site {
+                return Err(fail(
+                    FailureReason::NotAuthorized,
+                    "the study was uploaded by another site".into(),
+                ));
+            }
+        }
+        let site_cfg = self.config.site(site.as_str());
+        let default_issuer = site_cfg
+            .map(|s| s.patient_id_issuer.as_str())
+            .unwrap_or(site.as_str());
+        let local = meta.local_patient_id(default_issuer);
+        let key = blob_key(&sha);
+        self.blobs.put(&key, bytes.clone()).await.map_err(backend)?;
+        let new = NewInstance {
+            patient_key: self.patient_key(&local),
+            issuer_of_patient_id: local.issuer.clone(),
+            patient_id: local.id.clone(),
+            patient_name: meta.patient_name.clone(),
+            patient_birth_date: meta.patient_birth_date.clone(),
+            patient_sex: meta.patient_sex.clone(),
+            site: site.clone(),
+            study_uid: meta.study_instance_uid.clone(),
+            study_date: meta.study_date.clone(),
+            study_time: meta.study_time.clone(),
+            accession_number: meta.accession_number.clone(),
+            study_description: meta.study_description.clone(),
+            series_uid: meta.series_instance_uid.clone(),
+            modality: meta.modality.clone(),
+            series_number: meta.series_number,
+            series_description: meta.series_description.clone(),
+            body_part_examined: meta.body_part_examined.clone(),
+            instance: InstanceRecord {
+                sop_instance_uid: meta.sop_instance_uid.clone(),
+                sop_class_uid: meta.sop_class_uid.clone(),
+                series_uid: meta.series_instance_uid.clone(),
+                study_uid: meta.study_instance_uid.clone(),
+                transfer_syntax_uid: meta.transfer_syntax_uid.clone(),
+                instance_number: meta.instance_number,
+                rows: meta.rows,
+                columns: meta.columns,
+                number_of_frames: meta.number_of_frames,
+                size_bytes: bytes.len() as i64,
+                sha256: sha.clone(),
+                blob_key: key,
+                received_at: self.now(),
+                received_by: who.username.clone(),
+            },
+        };
+        // A blob written for an insert that then loses a race is complete and content-addressed; it is
+        // either shared with the winner (same bytes) or unreferenced (see ARCHITECTURE.md, durability).
+        match self.catalog.insert_instance(&new).await.map_err(backend)? {
+            InsertOutcome::Inserted => Ok(stored),
+            InsertOutcome::SameBytes => Ok(Stored {
+                duplicate: true,
+                ..stored
+            }),
+            InsertOutcome::DifferentBytes { existing_sha256 } => {
+                Err(conflict(&meta, &existing_sha256))
+            }
+            InsertOutcome::StudyOfOtherSite => Err(fail(
+                FailureReason::NotAuthorized,
+                "the study was uploaded by another site".into(),
+            )),
+        }
+    }
+}
+
+fn conflict(meta: &DicomMeta, existing_sha: &str) -> Failure {
+    Failure::of(
+        Some(meta),
+        FailureReason::DuplicateConflict,
+        format!(
+            "SOP Instance UID {} is already stored with different content (sha256 {}…); an instance is never overwritten — send corrections with a new SOP Instance UID",
+            meta.sop_instance_uid,
+            &existing_sha[..12.min(existing_sha.len())]
+        ),
+    )
+}

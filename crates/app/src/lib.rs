@@ -1,0 +1,18 @@
+//! Yilian app: the use cases (ingest, route, claim, report, sign, publish, look up) over ports for the
+//! catalog, blobs, signing keys and the clock. Every protocol front end (DICOMweb today; DIMSE, MLLP
+//! and the upload page later) calls these same functions. Authorisation is decided here, once.
+
+pub mod access;
+pub mod error;
+pub mod hub;
+pub mod ingest;
+pub mod ports;
+pub mod reading;
+pub mod results;
+pub mod routing;
+pub mod tokens;
+
+pub use access::{Action, Principal, allowed};
+pub use error::AppError;
+pub use hub::{Hub, SystemClock};
+pub use ports::*;

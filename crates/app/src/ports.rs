@@ -1,0 +1,337 @@
+//! Ports: what the use cases need from the outside world. `yilian-store` implements the catalog,
+//! blobs and key vault; the clock is here. Records are plain data with typed ids.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use yilian_domain::{
+    ExamId, ExamState, PatientKey, PoolId, Priority, ReportId, ReportStatus, SeriesInstanceUid,
+    SiteId, SopClassUid, SopInstanceUid, StudyInstanceUid, UnixMillis, Username,
+};
+use yilian_signing::PublicKeyRecord;
+
+/// A failure of a backend. The text is for logs, never for API clients.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+/// When the hub's clock says it is. Tests substitute a clock they move.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> UnixMillis;
+}
+
+/// Content-addressed blob storage. `put` returns only once the bytes are durable.
+#[async_trait]
+pub trait Blobs: Send + Sync {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<(), PortError>;
+    async fn get(&self, key: &str) -> Result<Bytes, PortError>;
+}
+
+/// The signer's key as the vault reports it.
+#[derive(Clone, Debug)]
+pub struct VaultKey {
+    pub key_id: String,
+    pub algorithm: String,
+    pub public_key: String,
+}
+
+/// Holds private signing keys; they never leave it. Signs on the owner's behalf.
+#[async_trait]
+pub trait KeyVault: Send + Sync {
+    /// The owner's current key, generated on first use.
+    async fn key_for(&self, owner: &Username) -> Result<VaultKey, PortError>;
+    /// Signs with the named key of the owner; standard base64 of the signature.
+    async fn sign(
+        &self,
+        owner: &Username,
+        key_id: &str,
+        message: &[u8],
+    ) -> Result<String, PortError>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StudyState {
+    /// Instances may still arrive.
+    Receiving,
+    /// The uploader said it is complete; routing is next.
+    Complete,
+    /// An exam exists on a worklist.
+    Routed,
+    /// No rule matched; an admin must look.
+    Unroutable,
+}
+
+impl StudyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StudyState::Receiving => "receiving",
+            StudyState::Complete => "complete",
+            StudyState::Routed => "routed",
+            StudyState::Unroutable => "unroutable",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "receiving" => StudyState::Receiving,
+            "complete" => StudyState::Complete,
+            "routed" => StudyState::Routed,
+            "unroutable" => StudyState::Unroutable,
+            _ => return None,
+        })
+    }
+}
+
+/// Everything the catalog records when one instance is stored.
+#[derive(Clone, Debug)]
+pub struct NewInstance {
+    pub patient_key: PatientKey,
+    pub issuer_of_patient_id: String,
+    pub patient_id: String,
+    pub patient_name: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub patient_sex: Option<String>,
+    pub site: SiteId,
+    pub study_uid: StudyInstanceUid,
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub accession_number: Option<String>,
+    pub study_description: Option<String>,
+    pub series_uid: SeriesInstanceUid,
+    pub modality: Option<String>,
+    pub series_number: Option<i64>,
+    pub series_description: Option<String>,
+    pub body_part_examined: Option<String>,
+    pub instance: InstanceRecord,
+}
+
+#[derive(Clone, Debug)]
+pub struct InstanceRecord {
+    pub sop_instance_uid: SopInstanceUid,
+    pub sop_class_uid: SopClassUid,
+    pub series_uid: SeriesInstanceUid,
+    pub study_uid: StudyInstanceUid,
+    pub transfer_syntax_uid: String,
+    pub instance_number: Option<i64>,
+    pub rows: Option<i64>,
+    pub columns: Option<i64>,
+    pub number_of_frames: Option<i64>,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub blob_key: String,
+    pub received_at: UnixMillis,
+    pub received_by: Username,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// The same SOP Instance UID with the same bytes is stored already.
+    SameBytes,
+    /// The same SOP Instance UID is stored with other bytes.
+    DifferentBytes {
+        existing_sha256: String,
+    },
+    /// The study was first uploaded by another site.
+    StudyOfOtherSite,
+}
+
+#[derive(Clone, Debug)]
+pub struct StudyRecord {
+    pub study_uid: StudyInstanceUid,
+    pub site: SiteId,
+    pub patient_key: PatientKey,
+    pub issuer_of_patient_id: String,
+    pub patient_id: String,
+    pub patient_name: Option<String>,
+    pub study_date: Option<String>,
+    pub accession_number: Option<String>,
+    pub study_description: Option<String>,
+    pub state: StudyState,
+    pub urgent: bool,
+    pub urgent_reason: Option<String>,
+    pub first_received_at: UnixMillis,
+    pub last_received_at: UnixMillis,
+}
+
+#[derive(Clone, Debug)]
+pub struct SeriesRecord {
+    pub series_uid: SeriesInstanceUid,
+    pub modality: Option<String>,
+    pub series_number: Option<i64>,
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewExam {
+    pub exam_id: ExamId,
+    pub study_uid: StudyInstanceUid,
+    pub site: SiteId,
+    pub patient_key: PatientKey,
+    pub modality: String,
+    pub pool: PoolId,
+    pub priority: Priority,
+    pub due_at: UnixMillis,
+    pub route_rule: String,
+    pub route_reason: String,
+    pub created_at: UnixMillis,
+}
+
+/// An exam with the study facts a worklist shows.
+#[derive(Clone, Debug)]
+pub struct ExamRecord {
+    pub exam_id: ExamId,
+    pub study_uid: StudyInstanceUid,
+    pub site: SiteId,
+    pub patient_key: PatientKey,
+    pub modality: String,
+    pub pool: PoolId,
+    pub priority: Priority,
+    pub due_at: UnixMillis,
+    pub route_rule: String,
+    pub route_reason: String,
+    pub state: ExamState,
+    pub claimed_by: Option<Username>,
+    pub lease_until: Option<UnixMillis>,
+    pub created_at: UnixMillis,
+    pub patient_id: String,
+    pub issuer_of_patient_id: String,
+    pub patient_name: Option<String>,
+    pub study_description: Option<String>,
+    pub study_date: Option<String>,
+    pub first_received_at: UnixMillis,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReportRecord {
+    pub report_id: ReportId,
+    pub exam_id: ExamId,
+    pub version: i64,
+    pub status: ReportStatus,
+    pub findings: String,
+    pub impression: String,
+    pub author: Username,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+    /// For final reports: the signed document's canonical `report` text and its signature.
+    pub signed_at: Option<UnixMillis>,
+    pub key_id: Option<String>,
+    pub algorithm: Option<String>,
+    pub signature: Option<String>,
+    pub document: Option<String>,
+}
+
+/// An audit record: who did what to which resource, and whether it was allowed.
+#[derive(Clone, Debug)]
+pub struct AuditEvent {
+    pub at: UnixMillis,
+    pub actor: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub patient_key: Option<PatientKey>,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// The catalog: patients, studies, instances, exams, reports, keys, tokens, audit.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    async fn ping(&self) -> Result<(), PortError>;
+
+    // --- ingest
+    async fn instance(&self, sop: &SopInstanceUid) -> Result<Option<InstanceRecord>, PortError>;
+    /// One transaction: patient, study, series and instance rows, with duplicate detection.
+    async fn insert_instance(&self, new: &NewInstance) -> Result<InsertOutcome, PortError>;
+    async fn study(&self, study: &StudyInstanceUid) -> Result<Option<StudyRecord>, PortError>;
+    async fn study_series(&self, study: &StudyInstanceUid) -> Result<Vec<SeriesRecord>, PortError>;
+    async fn study_instances(
+        &self,
+        study: &StudyInstanceUid,
+    ) -> Result<Vec<InstanceRecord>, PortError>;
+    async fn patient_key_of(
+        &self,
+        issuer: &str,
+        patient_id: &str,
+    ) -> Result<Option<PatientKey>, PortError>;
+
+    // --- routing
+    /// Receiving → complete (with the uploader's urgency). False when the study is not receiving.
+    async fn mark_study_complete(
+        &self,
+        study: &StudyInstanceUid,
+        urgent: bool,
+        reason: Option<&str>,
+    ) -> Result<bool, PortError>;
+    /// Studies that are complete, or receiving and quiet since `quiet_before`.
+    async fn studies_to_route(
+        &self,
+        quiet_before: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<StudyInstanceUid>, PortError>;
+    /// Creates the exam and marks the study routed, once. False when the study already has one.
+    async fn create_exam(&self, exam: &NewExam) -> Result<bool, PortError>;
+    async fn mark_study_unroutable(&self, study: &StudyInstanceUid) -> Result<(), PortError>;
+
+    // --- reading
+    async fn worklist(&self, pools: &[PoolId]) -> Result<Vec<ExamRecord>, PortError>;
+    async fn exam(&self, exam: &ExamId) -> Result<Option<ExamRecord>, PortError>;
+    async fn exam_of_study(
+        &self,
+        study: &StudyInstanceUid,
+    ) -> Result<Option<ExamRecord>, PortError>;
+    /// Takes or renews the lease when the exam is queued and unclaimed, claimed by `who`, or its lease
+    /// lapsed. Atomic in the database: two readers never both succeed.
+    async fn try_claim(
+        &self,
+        exam: &ExamId,
+        who: &Username,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+    ) -> Result<bool, PortError>;
+    async fn release(&self, exam: &ExamId, who: &Username) -> Result<bool, PortError>;
+    async fn save_draft(&self, draft: &ReportRecord) -> Result<(), PortError>;
+    async fn draft_of(&self, exam: &ExamId) -> Result<Option<ReportRecord>, PortError>;
+    /// One transaction: the exam (queued, claimed by `who`) becomes signed and the final report is
+    /// stored; the draft goes. False when the exam was not in that state.
+    async fn finalize_report(
+        &self,
+        report: &ReportRecord,
+        who: &Username,
+        now: UnixMillis,
+    ) -> Result<bool, PortError>;
+
+    // --- results
+    async fn report(&self, report: &ReportId) -> Result<Option<ReportRecord>, PortError>;
+    /// The latest final report of an exam.
+    async fn final_report_of(&self, exam: &ExamId) -> Result<Option<ReportRecord>, PortError>;
+    async fn latest_final_version(&self, exam: &ExamId) -> Result<Option<i64>, PortError>;
+    /// Final reports of a patient's exams, newest first.
+    async fn results_of_patient(
+        &self,
+        patient: &PatientKey,
+    ) -> Result<Vec<(ExamRecord, ReportRecord)>, PortError>;
+
+    // --- keys, tokens, audit
+    async fn publish_key(&self, key: &PublicKeyRecord) -> Result<(), PortError>;
+    async fn public_keys(&self) -> Result<Vec<PublicKeyRecord>, PortError>;
+    async fn insert_token(
+        &self,
+        token_hash: &str,
+        owner: &Username,
+        label: &str,
+        created: UnixMillis,
+        expires: UnixMillis,
+    ) -> Result<(), PortError>;
+    async fn token_owner(
+        &self,
+        token_hash: &str,
+        now: UnixMillis,
+    ) -> Result<Option<Username>, PortError>;
+    async fn audit(&self, event: &AuditEvent) -> Result<(), PortError>;
+    async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>, PortError>;
+}

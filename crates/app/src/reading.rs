@@ -1,0 +1,296 @@
+//! Reading: a reader's worklist, claims (leases), drafts, and signing a final report.
+
+use serde_json::json;
+use yilian_domain::{ExamId, ExamKind, ExamState, ReportId, ReportStatus, Role};
+use yilian_signing::{
+    ALGORITHM_ED25519, SignatureBlock, SignedDocument, canonicalize, format_time,
+};
+
+use crate::access::{Action, Principal, require};
+use crate::error::AppError;
+use crate::hub::Hub;
+use crate::ports::{ExamRecord, ReportRecord};
+
+/// What the reader writes. Findings describe the result; the impression is the conclusion. They are kept
+/// apart because mutual recognition covers result data, not the conclusion.
+#[derive(Clone, Debug, Default)]
+pub struct ReportInput {
+    pub findings: String,
+    pub impression: String,
+}
+
+/// The schema id inside every signed report document.
+pub const REPORT_SCHEMA: &str = "yilian.report.v1";
+
+impl Hub {
+    /// The caller's pools' exams that still need a report, most urgent first, then by due time.
+    pub async fn worklist(&self, who: &Principal) -> Result<Vec<ExamRecord>, AppError> {
+        require(who, Action::ReadWorklist)?;
+        Ok(self.catalog.worklist(&who.pools).await?)
+    }
+
+    /// An exam in one of the caller's pools (else not found).
+    pub async fn exam_for_reader(
+        &self,
+        who: &Principal,
+        exam_id: &ExamId,
+    ) -> Result<ExamRecord, AppError> {
+        require(who, Action::ReadWorklist)?;
+        self.catalog
+            .exam(exam_id)
+            .await?
+            .filter(|e| who.pools.contains(&e.pool))
+            .ok_or(AppError::NotFound("exam"))
+    }
+
+    /// Takes (or renews) the lease. Another reader's live lease is a 409.
+    pub async fn claim(&self, who: &Principal, exam_id: &ExamId) -> Result<ExamRecord, AppError> {
+        require(who, Action::ReportExam)?;
+        let exam = self.exam_for_reader(who, exam_id).await?;
+        if exam.state != ExamState::Queued {
+            return Err(AppError::conflict(
+                "exam_reported",
+                "the exam is already reported",
+            ));
+        }
+        let now = self.now();
+        let until = now.plus_secs(self.config.routing.lease_secs);
+        if !self
+            .catalog
+            .try_claim(exam_id, &who.username, now, until)
+            .await?
+        {
+            let holder = self
+                .catalog
+                .exam(exam_id)
+                .await?
+                .and_then(|e| e.claimed_by)
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            return Err(AppError::conflict(
+                "exam_claimed",
+                format!("the exam is being read by {holder}"),
+            ));
+        }
+        self.audit(
+            who,
+            "exam.claim",
+            "exam",
+            exam_id.as_str(),
+            Some(&exam.patient_key),
+            "ok",
+            "",
+        )
+        .await?;
+        self.exam_for_reader(who, exam_id).await
+    }
+
+    pub async fn release(&self, who: &Principal, exam_id: &ExamId) -> Result<(), AppError> {
+        require(who, Action::ReportExam)?;
+        let exam = self.exam_for_reader(who, exam_id).await?;
+        if !self.catalog.release(exam_id, &who.username).await? {
+            return Err(AppError::conflict(
+                "not_claimed",
+                "you do not hold this exam",
+            ));
+        }
+        self.audit(
+            who,
+            "exam.release",
+            "exam",
+            exam_id.as_str(),
+            Some(&exam.patient_key),
+            "ok",
+            "",
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn holds(&self, who: &Principal, exam: &ExamRecord) -> Result<(), AppError> {
+        if exam.state != ExamState::Queued {
+            return Err(AppError::conflict(
+                "exam_reported",
+                "the exam is already signed; a signed report never changes",
+            ));
+        }
+        if exam.claimed_by.as_ref() != Some(&who.username) {
+            return Err(AppError::conflict(
+                "not_claimed",
+                "claim the exam before writing its report",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Saves the draft (autosave). Only the lease holder may write.
+    pub async fn save_draft(
+        &self,
+        who: &Principal,
+        exam_id: &ExamId,
+        input: ReportInput,
+    ) -> Result<ReportRecord, AppError> {
+        require(who, Action::ReportExam)?;
+        let exam = self.exam_for_reader(who, exam_id).await?;
+        self.holds(who, &exam)?;
+        let now = self.now();
+        let existing = self.catalog.draft_of(exam_id).await?;
+        let draft = ReportRecord {
+            report_id: match &existing {
+                Some(d) => d.report_id.clone(),
+                None => new_report_id()?,
+            },
+            exam_id: exam_id.clone(),
+            version: 1,
+            status: ReportStatus::Draft,
+            findings: input.findings,
+            impression: input.impression,
+            author: who.username.clone(),
+            created_at: existing.as_ref().map(|d| d.created_at).unwrap_or(now),
+            updated_at: now,
+            signed_at: None,
+            key_id: None,
+            algorithm: None,
+            signature: None,
+            document: None,
+        };
+        self.catalog.save_draft(&draft).await?;
+        Ok(draft)
+    }
+
+    pub async fn draft(
+        &self,
+        who: &Principal,
+        exam_id: &ExamId,
+    ) -> Result<Option<ReportRecord>, AppError> {
+        self.exam_for_reader(who, exam_id).await?;
+        Ok(self.catalog.draft_of(exam_id).await?)
+    }
+
+    /// Signs the report with the reader's key: the canonical bytes of the document (exam identity,
+    /// patient key, result references with checksums, text, signer, time) are signed, and the report
+    /// is final from then on. `input` replaces the draft text when given.
+    pub async fn sign(
+        &self,
+        who: &Principal,
+        exam_id: &ExamId,
+        input: Option<ReportInput>,
+    ) -> Result<SignedDocument, AppError> {
+        require(who, Action::ReportExam)?;
+        if who.role != Role::Reader {
+            return Err(AppError::Forbidden("only readers sign reports".into()));
+        }
+        let exam = self.exam_for_reader(who, exam_id).await?;
+        self.holds(who, &exam)?;
+        let draft = self.catalog.draft_of(exam_id).await?;
+        let text = match (input, &draft) {
+            (Some(i), _) => i,
+            (None, Some(d)) => ReportInput {
+                findings: d.findings.clone(),
+                impression: d.impression.clone(),
+            },
+            (None, None) => ReportInput::default(),
+        };
+        if text.findings.trim().is_empty() || text.impression.trim().is_empty() {
+            return Err(AppError::Invalid(
+                "a report needs findings and an impression before it is signed".into(),
+            ));
+        }
+        let study = self
+            .catalog
+            .study(&exam.study_uid)
+            .await?
+            .ok_or(AppError::NotFound("study"))?;
+        let mut instances = self.catalog.study_instances(&exam.study_uid).await?;
+        instances.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
+        let key = self.signing_key(&who.username).await?;
+        let now = self.now();
+        let report_id = draft
+            .as_ref()
+            .map(|d| d.report_id.clone())
+            .map_or_else(new_report_id, Ok)?;
+        let report = json!({
+            "schema": REPORT_SCHEMA,
+            "report_id": report_id.as_str(),
+            "version": 1,
+            "alliance": self.config.alliance.id,
+            "exam": {
+                "exam_id": exam.exam_id.as_str(),
+                "kind": ExamKind::Imaging.as_str(),
+                "modality": exam.modality,
+                "study_instance_uid": exam.study_uid.as_str(),
+                "site_id": exam.site.as_str(),
+                "accession_number": study.accession_number,
+                "study_date": study.study_date,
+            },
+            "patient": { "patient_key": exam.patient_key.0 },
+            "results": instances.iter().map(|i| json!({
+                "sop_instance_uid": i.sop_instance_uid.as_str(),
+                "sop_class_uid": i.sop_class_uid.as_str(),
+                "sha256": i.sha256,
+            })).collect::<Vec<_>>(),
+            "findings": text.findings,
+            "impression": text.impression,
+            "signer": {
+                "username": who.username.as_str(),
+                "name": who.name,
+                "site_id": who.site.as_str(),
+                "key_id": key.key_id,
+            },
+            "signed_at": format_time(now.0),
+        });
+        let canonical = canonicalize(&report).map_err(|e| AppError::Invalid(e.to_string()))?;
+        let signature = self
+            .vault
+            .sign(&who.username, &key.key_id, canonical.as_bytes())
+            .await?;
+        let record = ReportRecord {
+            report_id: report_id.clone(),
+            exam_id: exam_id.clone(),
+            version: 1,
+            status: ReportStatus::Final,
+            findings: text.findings,
+            impression: text.impression,
+            author: who.username.clone(),
+            created_at: draft.as_ref().map(|d| d.created_at).unwrap_or(now),
+            updated_at: now,
+            signed_at: Some(now),
+            key_id: Some(key.key_id.clone()),
+            algorithm: Some(ALGORITHM_ED25519.into()),
+            signature: Some(signature.clone()),
+            document: Some(canonical),
+        };
+        if !self
+            .catalog
+            .finalize_report(&record, &who.username, now)
+            .await?
+        {
+            return Err(AppError::conflict(
+                "exam_reported",
+                "the exam was signed or claimed by someone else meanwhile",
+            ));
+        }
+        self.audit(
+            who,
+            "report.sign",
+            "report",
+            report_id.as_str(),
+            Some(&exam.patient_key),
+            "ok",
+            key.key_id.clone(),
+        )
+        .await?;
+        Ok(SignedDocument {
+            report,
+            signature: SignatureBlock {
+                algorithm: ALGORITHM_ED25519.into(),
+                key_id: key.key_id,
+                value: signature,
+            },
+        })
+    }
+}
+
+pub(crate) fn new_report_id() -> Result<ReportId, AppError> {
+    ReportId::new(ulid::Ulid::new().to_string()).map_err(|e| AppError::Invalid(e.to_string()))
+}

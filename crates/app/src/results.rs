@@ -1,0 +1,452 @@
+//! Publish and reuse: a member hospital looks a patient up and gets each published result with its
+//! mutual-recognition status; reports verify online here and offline with the same routine.
+//! Also retrieval of a study's instances (bytes or rendered) for everyone whose scope includes it.
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use sha2::{Digest, Sha256};
+use yilian_domain::{
+    ExamState, LocalPatientId, PatientKey, ReportId, ReportStatus, Role, SeriesInstanceUid,
+    SopInstanceUid, StudyInstanceUid, UnixMillis,
+};
+use yilian_policy::{RecognitionDecision, RecognitionFacts, recognise};
+use yilian_render::{RenderOptions, render};
+use yilian_signing::{PublicKeyRecord, SignatureBlock, SignedDocument, verify_document};
+
+use crate::access::{Action, Principal, require};
+use crate::error::AppError;
+use crate::hub::Hub;
+use crate::ports::{ExamRecord, InstanceRecord, PortError, ReportRecord, StudyRecord};
+
+/// One published result as a clinician sees it.
+#[derive(Clone, Debug)]
+pub struct ResultView {
+    pub exam: ExamRecord,
+    pub report: ReportRecord,
+    pub site_name: String,
+    pub performed_at: UnixMillis,
+    pub signature_valid: bool,
+    pub recognition: RecognitionDecision,
+}
+
+/// One check of a verification, as people read it.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Verification {
+    pub report_id: ReportId,
+    pub valid: bool,
+    pub latest: bool,
+    pub checks: Vec<Check>,
+}
+
+fn study_date_millis(d: Option<&str>) -> Option<UnixMillis> {
+    let d = NaiveDate::parse_from_str(d?, "%Y%m%d").ok()?;
+    Some(UnixMillis(
+        d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis(),
+    ))
+}
+
+impl Hub {
+    /// The study if it is in the caller's scope: a tech's own site; a reader's pools; a clinician's
+    /// published (signed) exams. Anything else is "not found".
+    pub async fn study_in_scope(
+        &self,
+        who: &Principal,
+        study_uid: &StudyInstanceUid,
+    ) -> Result<StudyRecord, AppError> {
+        require(who, Action::ViewStudy)?;
+        let study = self
+            .catalog
+            .study(study_uid)
+            .await?
+            .ok_or(AppError::NotFound("study"))?;
+        let visible = match who.role {
+            Role::SiteTech => study.site == who.site,
+            Role::Reader => self
+                .catalog
+                .exam_of_study(study_uid)
+                .await?
+                .is_some_and(|e| who.pools.contains(&e.pool)),
+            Role::Clinician => self
+                .catalog
+                .exam_of_study(study_uid)
+                .await?
+                .is_some_and(|e| e.state == ExamState::Signed),
+            Role::Admin => false,
+        };
+        if visible {
+            Ok(study)
+        } else {
+            Err(AppError::NotFound("study"))
+        }
+    }
+
+    async fn instance_in_scope(
+        &self,
+        who: &Principal,
+        study_uid: &StudyInstanceUid,
+        series_uid: &SeriesInstanceUid,
+        sop: &SopInstanceUid,
+    ) -> Result<(StudyRecord, InstanceRecord), AppError> {
+        let study = self.study_in_scope(who, study_uid).await?;
+        let inst = self
+            .catalog
+            .instance(sop)
+            .await?
+            .filter(|i| &i.study_uid == study_uid && &i.series_uid == series_uid)
+            .ok_or(AppError::NotFound("instance"))?;
+        Ok((study, inst))
+    }
+
+    /// The original bytes of an instance, checked against the catalog's SHA-256 before they leave.
+    pub async fn retrieve_instance(
+        &self,
+        who: &Principal,
+        study_uid: &StudyInstanceUid,
+        series_uid: &SeriesInstanceUid,
+        sop: &SopInstanceUid,
+    ) -> Result<(InstanceRecord, Bytes), AppError> {
+        let (study, inst) = self
+            .instance_in_scope(who, study_uid, series_uid, sop)
+            .await?;
+        let bytes = self.checked_blob(&inst).await?;
+        self.audit(
+            who,
+            "dicom.retrieve",
+            "instance",
+            sop.as_str(),
+            Some(&study.patient_key),
+            "ok",
+            "",
+        )
+        .await?;
+        Ok((inst, bytes))
+    }
+
+    /// Every instance of a study the caller may see, for WADO-RS study retrieval.
+    pub async fn retrieve_study(
+        &self,
+        who: &Principal,
+        study_uid: &StudyInstanceUid,
+    ) -> Result<Vec<(InstanceRecord, Bytes)>, AppError> {
+        let study = self.study_in_scope(who, study_uid).await?;
+        let mut out = Vec::new();
+        for inst in self.catalog.study_instances(study_uid).await? {
+            let bytes = self.checked_blob(&inst).await?;
+            out.push((inst, bytes));
+        }
+        self.audit(
+            who,
+            "dicom.retrieve",
+            "study",
+            study_uid.as_str(),
+            Some(&study.patient_key),
+            "ok",
+            format!("{} instances", out.len()),
+        )
+        .await?;
+        Ok(out)
+    }
+
+    async fn checked_blob(&self, inst: &InstanceRecord) -> Result<Bytes, AppError> {
+        let bytes = self.blobs.get(&inst.blob_key).await?;
+        if hex::encode(Sha256::digest(&bytes)) != inst.sha256 {
+            tracing::error!(sop = %inst.sop_instance_uid, "blob checksum mismatch");
+            return Err(PortError::Corrupt(format!(
+                "blob {} does not match its checksum",
+                inst.blob_key
+            ))
+            .into());
+        }
+        Ok(bytes)
+    }
+
+    /// A rendered frame (PNG/JPEG) of an instance in scope.
+    pub async fn render_instance(
+        &self,
+        who: &Principal,
+        study_uid: &StudyInstanceUid,
+        series_uid: &SeriesInstanceUid,
+        sop: &SopInstanceUid,
+        opts: RenderOptions,
+    ) -> Result<Vec<u8>, AppError> {
+        let (study, inst) = self
+            .instance_in_scope(who, study_uid, series_uid, sop)
+            .await?;
+        let bytes = self.checked_blob(&inst).await?;
+        let out = tokio_free_render(bytes, opts)?;
+        self.audit(
+            who,
+            "dicom.render",
+            "instance",
+            sop.as_str(),
+            Some(&study.patient_key),
+            "ok",
+            "",
+        )
+        .await?;
+        Ok(out)
+    }
+
+    /// A patient's published results across the alliance with their recognition status. The patient is
+    /// found by a resident ID (any issuer) or by a site-local ID with its issuer. `purpose` is recorded.
+    pub async fn lookup_results(
+        &self,
+        who: &Principal,
+        issuer: &str,
+        patient_id: &str,
+        purpose: &str,
+    ) -> Result<Vec<ResultView>, AppError> {
+        require(who, Action::LookupResults)?;
+        if patient_id.trim().is_empty() {
+            return Err(AppError::Invalid("patient_id is required".into()));
+        }
+        let local = LocalPatientId {
+            issuer: issuer.trim().to_string(),
+            id: patient_id.trim().to_string(),
+        };
+        let key: Option<PatientKey> = match yilian_domain::ResidentId::parse(&local.id) {
+            Some(_) => Some(self.patient_key(&local)),
+            None => {
+                self.catalog
+                    .patient_key_of(&local.issuer, &local.id)
+                    .await?
+            }
+        };
+        let mut out = Vec::new();
+        if let Some(key) = &key {
+            let keys = self.catalog.public_keys().await?;
+            let now = self.now();
+            for (exam, report) in self.catalog.results_of_patient(key).await? {
+                let signature_valid = report_document(&report)
+                    .is_some_and(|doc| verify_document(&doc, &keys).is_ok());
+                let site = self.config.site(exam.site.as_str());
+                let performed_at =
+                    study_date_millis(exam.study_date.as_deref()).unwrap_or(exam.first_received_at);
+                let facts = RecognitionFacts {
+                    modality: exam.modality.clone(),
+                    qc_qualified: site.is_some_and(|s| {
+                        s.qc_qualified
+                            .iter()
+                            .any(|m| m.eq_ignore_ascii_case(&exam.modality))
+                    }),
+                    signed: report.status == ReportStatus::Final && signature_valid,
+                    revoked: false,
+                    performed_at,
+                };
+                let recognition = recognise(&facts, &self.config.recognition, now);
+                out.push(ResultView {
+                    site_name: site
+                        .map(|s| s.name.clone())
+                        .unwrap_or_else(|| exam.site.to_string()),
+                    exam,
+                    report,
+                    performed_at,
+                    signature_valid,
+                    recognition,
+                });
+            }
+        }
+        self.audit(
+            who,
+            "results.lookup",
+            "patient",
+            &yilian_domain::mask_identifier(&local.id),
+            key.as_ref(),
+            "ok",
+            format!("purpose={purpose}; {} results", out.len()),
+        )
+        .await?;
+        Ok(out)
+    }
+
+    /// A final report the caller may see: clinicians and readers any published report, a tech their
+    /// own site's.
+    async fn report_in_scope(
+        &self,
+        who: &Principal,
+        report_id: &ReportId,
+    ) -> Result<(ReportRecord, ExamRecord), AppError> {
+        require(who, Action::ViewReport)?;
+        let report = self
+            .catalog
+            .report(report_id)
+            .await?
+            .filter(|r| r.status == ReportStatus::Final)
+            .ok_or(AppError::NotFound("report"))?;
+        let exam = self
+            .catalog
+            .exam(&report.exam_id)
+            .await?
+            .ok_or(AppError::NotFound("report"))?;
+        let visible = match who.role {
+            Role::Clinician | Role::Reader => true,
+            Role::SiteTech => exam.site == who.site,
+            Role::Admin => false,
+        };
+        if visible {
+            Ok((report, exam))
+        } else {
+            Err(AppError::NotFound("report"))
+        }
+    }
+
+    /// The signed document, as `yilian verify` reads it.
+    pub async fn signed_report(
+        &self,
+        who: &Principal,
+        report_id: &ReportId,
+    ) -> Result<SignedDocument, AppError> {
+        let (report, exam) = self.report_in_scope(who, report_id).await?;
+        let doc = report_document(&report)
+            .ok_or_else(|| PortError::Corrupt(format!("report {report_id} has no document")))?;
+        self.audit(
+            who,
+            "report.read",
+            "report",
+            report_id.as_str(),
+            Some(&exam.patient_key),
+            "ok",
+            "",
+        )
+        .await?;
+        Ok(doc)
+    }
+
+    /// Online verification: signature and key validity (as offline), plus the referenced blobs'
+    /// checksums against the stored bytes, plus whether this is the latest version.
+    pub async fn verify_report(
+        &self,
+        who: &Principal,
+        report_id: &ReportId,
+    ) -> Result<Verification, AppError> {
+        let (report, exam) = self.report_in_scope(who, report_id).await?;
+        let mut checks = Vec::new();
+        let doc = report_document(&report);
+        let keys = self.catalog.public_keys().await?;
+        match doc.as_ref().map(|d| verify_document(d, &keys)) {
+            Some(Ok(v)) => checks.push(Check {
+                name: "signature",
+                ok: true,
+                detail: format!("signed by {} with {} at {}", v.owner, v.key_id, v.signed_at),
+            }),
+            Some(Err(e)) => checks.push(Check {
+                name: "signature",
+                ok: false,
+                detail: e.to_string(),
+            }),
+            None => checks.push(Check {
+                name: "signature",
+                ok: false,
+                detail: "no signed document stored".into(),
+            }),
+        }
+        let referenced = doc
+            .as_ref()
+            .and_then(|d| d.report.get("results").and_then(|r| r.as_array()).cloned())
+            .unwrap_or_default();
+        let mut bad = Vec::new();
+        for r in &referenced {
+            let sop = r
+                .get("sop_instance_uid")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            let sha = r.get("sha256").and_then(|v| v.as_str()).unwrap_or_default();
+            let ok = match SopInstanceUid::new(sop) {
+                Ok(uid) => match self.catalog.instance(&uid).await? {
+                    Some(inst) => match self.blobs.get(&inst.blob_key).await {
+                        Ok(bytes) => hex::encode(Sha256::digest(&bytes)) == sha,
+                        Err(_) => false,
+                    },
+                    None => false,
+                },
+                Err(_) => false,
+            };
+            if !ok {
+                bad.push(sop.to_string());
+            }
+        }
+        checks.push(Check {
+            name: "results",
+            ok: bad.is_empty() && !referenced.is_empty(),
+            detail: if bad.is_empty() {
+                format!(
+                    "{} referenced instances match their checksums",
+                    referenced.len()
+                )
+            } else {
+                format!(
+                    "{} of {} referenced instances are missing or altered: {}",
+                    bad.len(),
+                    referenced.len(),
+                    bad.join(", ")
+                )
+            },
+        });
+        let latest_version = self
+            .catalog
+            .latest_final_version(&exam.exam_id)
+            .await?
+            .unwrap_or(report.version);
+        let latest = latest_version <= report.version;
+        checks.push(Check {
+            name: "latest",
+            ok: latest,
+            detail: if latest {
+                "this is the latest version".into()
+            } else {
+                format!("superseded by version {latest_version}")
+            },
+        });
+        let valid = checks.iter().all(|c| c.ok);
+        self.audit(
+            who,
+            "report.verify",
+            "report",
+            report_id.as_str(),
+            Some(&exam.patient_key),
+            if valid { "valid" } else { "invalid" },
+            "",
+        )
+        .await?;
+        Ok(Verification {
+            report_id: report_id.clone(),
+            valid,
+            latest,
+            checks,
+        })
+    }
+
+    pub async fn public_keys(&self, who: &Principal) -> Result<Vec<PublicKeyRecord>, AppError> {
+        require(who, Action::ListKeys)?;
+        Ok(self.catalog.public_keys().await?)
+    }
+}
+
+/// Rebuilds the signed document from what the catalog stored.
+pub fn report_document(r: &ReportRecord) -> Option<SignedDocument> {
+    let report = serde_json::from_str(r.document.as_deref()?).ok()?;
+    Some(SignedDocument {
+        report,
+        signature: SignatureBlock {
+            algorithm: r.algorithm.clone()?,
+            key_id: r.key_id.clone()?,
+            value: r.signature.clone()?,
+        },
+    })
+}
+
+fn tokio_free_render(bytes: Bytes, opts: RenderOptions) -> Result<Vec<u8>, AppError> {
+    let obj = yilian_formats::dicom::open(&bytes).map_err(|e| PortError::Corrupt(e.to_string()))?;
+    render(&obj, &opts).map_err(|e| match e {
+        yilian_render::RenderError::BadWindow(_)
+        | yilian_render::RenderError::NoSuchFrame { .. } => AppError::Invalid(e.to_string()),
+        other => AppError::Invalid(format!("this instance cannot be rendered: {other}")),
+    })
+}

@@ -1,0 +1,34 @@
+//! The composition root: turns a [`Config`] into a running [`Hub`] with its real adapters (SQL catalog,
+//! blob store, key vault, wall clock). The binary and the end-to-end tests both build the hub here.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use yilian_app::{Clock, Hub, SystemClock};
+use yilian_config::Config;
+use yilian_store::{FileKeyVault, SqlCatalog, open_blobs};
+
+/// Opens the catalog (running migrations), the blob store and the key vault, and publishes every
+/// reader's signing key.
+pub async fn open_hub(config: Config) -> anyhow::Result<Hub> {
+    open_hub_with_clock(config, Arc::new(SystemClock)).await
+}
+
+pub async fn open_hub_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Hub> {
+    let catalog = SqlCatalog::connect(&config.database.url, config.database.max_connections)
+        .await
+        .context("opening the catalog")?;
+    let blobs = open_blobs(&config.blobs.url).context("opening the blob store")?;
+    let vault = FileKeyVault::new(&config.keys.dir);
+    let hub = Hub::new(
+        Arc::new(config),
+        Arc::new(catalog),
+        blobs,
+        Arc::new(vault),
+        clock,
+    );
+    hub.ensure_reader_keys()
+        .await
+        .context("preparing readers' signing keys")?;
+    Ok(hub)
+}

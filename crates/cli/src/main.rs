@@ -1,0 +1,199 @@
+//! `yilian`: run the hub (`demo`, `serve`), make tokens (`user token`), verify a signed report offline
+//! (`verify`), write the synthetic fixtures (`fixtures`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use yilian_config::Config;
+use yilian_signing::{PublicKeyRecord, SignedDocument, verify_document};
+
+#[derive(Parser)]
+#[command(
+    name = "yilian",
+    version,
+    about = "医联 Yilian — regional shared diagnostics hub"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub with the embedded demo alliance (SQLite and blobs under ./yilian-data).
+    Demo,
+    /// Run the hub with a configuration file.
+    Serve {
+        #[arg(long, env = "YILIAN_CONFIG")]
+        config: PathBuf,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Verify a signed report offline against published public keys.
+    Verify {
+        /// The report document, as `GET /api/v1/reports/{id}` returns it.
+        report: PathBuf,
+        /// Public keys, as `GET /api/v1/keys` returns them (a file).
+        #[arg(long)]
+        keys: PathBuf,
+    },
+    /// Write the synthetic DICOM fixtures and their manifest into a folder.
+    Fixtures { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Print a new API token for a user (stored hashed; shown only now).
+    Token {
+        username: String,
+        #[arg(long, default_value = "cli")]
+        label: String,
+        /// Configuration file; the embedded demo alliance when absent.
+        #[arg(long, env = "YILIAN_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    let filter =
+        EnvFilter::try_from_env("YILIAN_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let json = std::env::var("YILIAN_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match config {
+        Some(path) => Config::load(path)?,
+        None => Config::demo()?,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo => {
+            init_tracing();
+            run(Config::demo()?, true).await
+        }
+        Command::Serve { config } => {
+            init_tracing();
+            run(Config::load(&config)?, false).await
+        }
+        Command::User {
+            command:
+                UserCommand::Token {
+                    username,
+                    label,
+                    config,
+                },
+        } => {
+            let hub = yilian::open_hub(load(config.as_ref())?).await?;
+            let token = hub
+                .issue_token(&username, &label)
+                .await
+                .with_context(|| format!("making a token for {username}"))?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Verify { report, keys } => verify(&report, &keys),
+        Command::Fixtures { dir } => {
+            for (name, bytes) in yilian_fixtures::committed_fixtures() {
+                let path = dir.join(&name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            std::fs::write(dir.join("MANIFEST.sha256"), yilian_fixtures::manifest())?;
+            println!("wrote fixtures and MANIFEST.sha256 to {}", dir.display());
+            Ok(())
+        }
+    }
+}
+
+async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
+    let addr = config.server.http_addr.clone();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    let hub = yilian::open_hub(config).await?;
+    if demo {
+        print_demo_banner(&hub, local);
+    }
+    tracing::info!(%local, "yilian hub listening");
+    let background = yilian_server::spawn_background(hub.clone());
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    };
+    yilian_server::serve(hub, listener, shutdown).await?;
+    background.abort();
+    Ok(())
+}
+
+fn print_demo_banner(hub: &yilian_app::Hub, local: std::net::SocketAddr) {
+    let c = &hub.config;
+    println!();
+    println!(
+        "医联 Yilian — {} (demo alliance, synthetic data)",
+        c.alliance.name
+    );
+    println!("  HTTP      http://{local}   (API document: http://{local}/api/openapi.json)");
+    println!("  Data      ./yilian-data  (SQLite catalog, blob folder, signing keys)");
+    println!("  Users");
+    for u in &c.users {
+        let site = c.site(&u.site).map(|s| s.name.as_str()).unwrap_or("");
+        println!("    {:<16} {:<10} {} {}", u.username, u.role, site, u.name);
+    }
+    println!("  Get a token (in another terminal, from this folder):");
+    println!("    cargo run --release -p yilian -- user token wang.tech");
+    println!("  Then follow the tour in README.md. Ctrl-C stops the hub.");
+    println!();
+}
+
+fn verify(report: &PathBuf, keys: &PathBuf) -> anyhow::Result<()> {
+    let doc: SignedDocument = serde_json::from_slice(
+        &std::fs::read(report).with_context(|| format!("reading {}", report.display()))?,
+    )
+    .with_context(|| format!("{} is not a signed report document", report.display()))?;
+    let keys_json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(keys).with_context(|| format!("reading {}", keys.display()))?,
+    )
+    .context("keys file is not JSON")?;
+    let list = keys_json.get("keys").cloned().unwrap_or(keys_json);
+    let keys: Vec<PublicKeyRecord> =
+        serde_json::from_value(list).context("keys file holds no key list")?;
+    match verify_document(&doc, &keys) {
+        Ok(v) => {
+            let id = doc
+                .report
+                .get("report_id")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?");
+            println!(
+                "VALID report {id}: signed by {} with {} at {}",
+                v.owner, v.key_id, v.signed_at
+            );
+            println!(
+                "(offline check: signature and key validity; the hub's /verify also checks the images' checksums and the version)"
+            );
+            Ok(())
+        }
+        Err(e) => bail!("INVALID: {e}"),
+    }
+}

@@ -1,0 +1,515 @@
+//! Yilian configuration: one TOML file (`--config` or `YILIAN_CONFIG`), then `YILIAN_*` environment
+//! overrides, then secrets from `*_file` paths. Unknown keys are refused; everything is validated at
+//! start-up with messages that name the key.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use yilian_domain::{PoolId, Role, SiteId, Username};
+use yilian_policy::{RecognitionRules, RoutingRule, RoutingRules};
+
+/// The demo alliance, embedded so `yilian demo` works from any directory.
+pub const DEMO_TOML: &str = include_str!("../../../config/demo.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub blobs: BlobsConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
+    pub alliance: AllianceConfig,
+    #[serde(default)]
+    pub sites: Vec<SiteConfig>,
+    #[serde(default)]
+    pub pools: Vec<PoolConfig>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    #[serde(default)]
+    pub recognition: RecognitionRules,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP server binds.
+    pub http_addr: String,
+    /// Base URL clients use to reach the hub (for RetrieveURL in DICOMweb responses). Defaults to
+    /// `http://{http_addr}`.
+    pub public_url: Option<String>,
+    /// Largest request body accepted; larger bodies get 413.
+    pub max_body_bytes: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_addr: "127.0.0.1:8080".into(),
+            public_url: None,
+            max_body_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path?mode=rwc` (default) or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://yilian-data/catalog.db?mode=rwc".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobsConfig {
+    /// `file://relative/or/absolute/path` (default).
+    pub url: String,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        BlobsConfig {
+            url: "file://yilian-data/blobs".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Folder holding readers' private signing keys (mode 0600 files).
+    pub dir: PathBuf,
+    /// How long a newly generated key is valid.
+    pub validity_days: i64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            dir: "yilian-data/keys".into(),
+            validity_days: 730,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllianceConfig {
+    pub id: String,
+    pub name: String,
+    /// Secret for the keyed hash that links a patient across sites. Prefer `patient_key_secret_file`.
+    pub patient_key_secret: Option<String>,
+    pub patient_key_secret_file: Option<PathBuf>,
+    /// Lifetime of API tokens made by `yilian user token`.
+    #[serde(default = "default_token_days")]
+    pub token_ttl_days: i64,
+}
+
+fn default_token_days() -> i64 {
+    30
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteKind {
+    /// 乡镇卫生院
+    Township,
+    /// 县级医院 (leads the alliance, hosts the reading pools)
+    County,
+    /// 成员医院
+    Member,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub id: String,
+    pub name: String,
+    pub kind: SiteKind,
+    /// Issuer of Patient ID assumed when a file carries none.
+    pub patient_id_issuer: String,
+    /// Modalities for which the site passed quality control (a precondition of mutual recognition).
+    #[serde(default)]
+    pub qc_qualified: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub id: String,
+    pub name: String,
+    pub site: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    pub name: String,
+    /// site_tech, reader, clinician or admin.
+    pub role: String,
+    pub site: String,
+    #[serde(default)]
+    pub pools: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// A study with no new instance for this long is complete and gets routed.
+    pub quiet_period_secs: i64,
+    /// How long a claim holds an exam.
+    pub lease_secs: i64,
+    /// How often the hub looks for complete studies.
+    pub sweep_interval_secs: u64,
+    pub rules: Vec<RoutingRule>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            quiet_period_secs: 300,
+            lease_secs: 1800,
+            sweep_interval_secs: 5,
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl RoutingConfig {
+    pub fn rules(&self) -> RoutingRules {
+        RoutingRules {
+            rules: self.rules.clone(),
+        }
+    }
+}
+
+/// A user resolved against the directory, with typed ids.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub username: Username,
+    pub name: String,
+    pub role: Role,
+    pub site: SiteId,
+    pub pools: Vec<PoolId>,
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads a file, applies environment overrides and secrets, validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::from_toml(&text, &path.display().to_string())?;
+        cfg.finish(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    /// The embedded demo alliance, with environment overrides.
+    pub fn demo() -> Result<Self, ConfigError> {
+        let mut cfg = Self::from_toml(DEMO_TOML, "config/demo.toml (embedded)")?;
+        cfg.finish(|k| std::env::var(k).ok())?;
+        Ok(cfg)
+    }
+
+    /// Applies `YILIAN_*` overrides (from `env`), reads `*_file` secrets, validates.
+    pub fn finish(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = env("YILIAN_HTTP_ADDR") {
+            self.server.http_addr = v;
+        }
+        if let Some(v) = env("YILIAN_PUBLIC_URL") {
+            self.server.public_url = Some(v);
+        }
+        if let Some(v) = env("YILIAN_DATABASE_URL") {
+            self.database.url = v;
+        }
+        if let Some(v) = env("YILIAN_BLOBS_URL") {
+            self.blobs.url = v;
+        }
+        if let Some(v) = env("YILIAN_KEYS_DIR") {
+            self.keys.dir = v.into();
+        }
+        if let Some(v) = env("YILIAN_PATIENT_KEY_SECRET_FILE") {
+            self.alliance.patient_key_secret_file = Some(v.into());
+        }
+        if let Some(path) = &self.alliance.patient_key_secret_file {
+            let secret = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            self.alliance.patient_key_secret = Some(secret.trim().to_string());
+        }
+        self.validate()
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match &self.alliance.patient_key_secret {
+            Some(s) if s.len() >= 16 => {}
+            _ => {
+                return Err(invalid(
+                    "alliance.patient_key_secret",
+                    "set it (or patient_key_secret_file) to at least 16 characters",
+                ));
+            }
+        }
+        if !(self.database.url.starts_with("sqlite:")
+            || self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite: or postgres://",
+            ));
+        }
+        if !self.blobs.url.starts_with("file://") {
+            return Err(invalid(
+                "blobs.url",
+                "must start with file:// (s3:// arrives with the production profile)",
+            ));
+        }
+        let mut site_ids = HashSet::new();
+        for (i, s) in self.sites.iter().enumerate() {
+            SiteId::new(s.id.clone())
+                .map_err(|e| invalid(format!("sites[{i}].id"), e.to_string()))?;
+            if !site_ids.insert(s.id.as_str()) {
+                return Err(invalid(
+                    format!("sites[{i}].id"),
+                    format!("site {:?} is defined twice", s.id),
+                ));
+            }
+        }
+        let mut pool_ids = HashSet::new();
+        for (i, p) in self.pools.iter().enumerate() {
+            PoolId::new(p.id.clone())
+                .map_err(|e| invalid(format!("pools[{i}].id"), e.to_string()))?;
+            if !site_ids.contains(p.site.as_str()) {
+                return Err(invalid(
+                    format!("pools[{i}].site"),
+                    format!("unknown site {:?}", p.site),
+                ));
+            }
+            pool_ids.insert(p.id.as_str());
+        }
+        let mut names = HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            Username::new(u.username.clone())
+                .map_err(|e| invalid(format!("users[{i}].username"), e.to_string()))?;
+            if !names.insert(u.username.as_str()) {
+                return Err(invalid(
+                    format!("users[{i}].username"),
+                    format!("{:?} is defined twice", u.username),
+                ));
+            }
+            let role = Role::parse(&u.role).ok_or_else(|| {
+                invalid(
+                    format!("users[{i}].role"),
+                    format!(
+                        "unknown role {:?} (site_tech, reader, clinician, admin)",
+                        u.role
+                    ),
+                )
+            })?;
+            if !site_ids.contains(u.site.as_str()) {
+                return Err(invalid(
+                    format!("users[{i}].site"),
+                    format!("unknown site {:?}", u.site),
+                ));
+            }
+            for p in &u.pools {
+                if !pool_ids.contains(p.as_str()) {
+                    return Err(invalid(
+                        format!("users[{i}].pools"),
+                        format!("unknown pool {p:?}"),
+                    ));
+                }
+            }
+            if role == Role::Reader && u.pools.is_empty() {
+                return Err(invalid(
+                    format!("users[{i}].pools"),
+                    "a reader needs at least one pool",
+                ));
+            }
+        }
+        self.routing
+            .rules()
+            .validate()
+            .map_err(|e| invalid("routing.rules", e.to_string()))?;
+        for (i, r) in self.routing.rules.iter().enumerate() {
+            if !pool_ids.contains(r.pool.as_str()) {
+                return Err(invalid(
+                    format!("routing.rules[{i}].pool"),
+                    format!("unknown pool {:?}", r.pool),
+                ));
+            }
+            for s in &r.sites {
+                if !site_ids.contains(s.as_str()) {
+                    return Err(invalid(
+                        format!("routing.rules[{i}].sites"),
+                        format!("unknown site {s:?}"),
+                    ));
+                }
+            }
+        }
+        if self.routing.quiet_period_secs < 0 || self.routing.lease_secs <= 0 {
+            return Err(invalid(
+                "routing",
+                "quiet_period_secs must be >= 0 and lease_secs > 0",
+            ));
+        }
+        for (i, it) in self.recognition.items.iter().enumerate() {
+            if it.validity_days <= 0 {
+                return Err(invalid(
+                    format!("recognition.items[{i}].validity_days"),
+                    "must be positive",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn site(&self, id: &str) -> Option<&SiteConfig> {
+        self.sites.iter().find(|s| s.id == id)
+    }
+
+    pub fn pool(&self, id: &str) -> Option<&PoolConfig> {
+        self.pools.iter().find(|p| p.id == id)
+    }
+
+    /// A user from the directory, typed. `None` for an unknown name.
+    pub fn user(&self, username: &str) -> Option<User> {
+        let u = self.users.iter().find(|u| u.username == username)?;
+        Some(User {
+            username: Username::new(u.username.clone()).ok()?,
+            name: u.name.clone(),
+            role: Role::parse(&u.role)?,
+            site: SiteId::new(u.site.clone()).ok()?,
+            pools: u
+                .pools
+                .iter()
+                .filter_map(|p| PoolId::new(p.clone()).ok())
+                .collect(),
+        })
+    }
+
+    pub fn public_url(&self) -> String {
+        self.server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.server.http_addr))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> Config {
+        let mut c = Config::from_toml(DEMO_TOML, "demo").unwrap();
+        c.finish(|_| None).unwrap();
+        c
+    }
+
+    #[test]
+    fn the_demo_alliance_is_valid_and_complete() {
+        let c = demo();
+        assert!(
+            c.sites
+                .iter()
+                .filter(|s| s.kind == SiteKind::Township)
+                .count()
+                >= 2
+        );
+        assert!(c.sites.iter().any(|s| s.kind == SiteKind::County));
+        assert!(
+            c.sites
+                .iter()
+                .filter(|s| s.kind == SiteKind::Member)
+                .count()
+                >= 2
+        );
+        for role in [Role::SiteTech, Role::Reader, Role::Clinician, Role::Admin] {
+            assert!(
+                c.users.iter().any(|u| Role::parse(&u.role) == Some(role)),
+                "no {role:?} in the demo"
+            );
+        }
+        assert!(!c.routing.rules.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_apply() {
+        let mut c = Config::from_toml(DEMO_TOML, "demo").unwrap();
+        c.finish(|k| (k == "YILIAN_DATABASE_URL").then(|| "postgres://x/y".to_string()))
+            .unwrap();
+        assert_eq!(c.database.url, "postgres://x/y");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = DEMO_TOML.replacen("role = \"reader\"", "role = \"radiologist\"", 1);
+        let mut c = Config::from_toml(&bad, "demo").unwrap();
+        let e = c.finish(|_| None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("users[") && e.contains("].role: unknown role \"radiologist\""),
+            "{e}"
+        );
+
+        let e = Config::from_toml("[alliance]\nid='a'\nname='b'\ncolour='red'\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
+
+        let bad = DEMO_TOML.replacen("pool = \"county-rad\"", "pool = \"nowhere\"", 1);
+        let mut c = Config::from_toml(&bad, "demo").unwrap();
+        let e = c.finish(|_| None).unwrap_err().to_string();
+        assert!(e.contains("unknown pool \"nowhere\""), "{e}");
+    }
+}

@@ -1,0 +1,378 @@
+//! The REST API under `/api/v1` and the health endpoints. JSON in, JSON out; times are
+//! `YYYY-MM-DDTHH:MM:SS.mmmZ`; patient identifiers leave the hub masked.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use yilian_app::ports::{ExamRecord, ReportRecord};
+use yilian_app::reading::ReportInput;
+use yilian_app::routing::RouteOutcome;
+use yilian_domain::{ExamId, ReportId, StudyInstanceUid, mask_identifier, mask_name};
+use yilian_signing::format_time;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn not_found_id() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such object")
+}
+
+fn exam_id(s: String) -> Result<ExamId, ApiError> {
+    ExamId::new(s).map_err(|_| not_found_id())
+}
+
+fn report_id(s: String) -> Result<ReportId, ApiError> {
+    ReportId::new(s).map_err(|_| not_found_id())
+}
+
+fn study_uid(s: String) -> Result<StudyInstanceUid, ApiError> {
+    StudyInstanceUid::new(s).map_err(|_| not_found_id())
+}
+
+fn exam_json(st: &AppState, e: &ExamRecord) -> Value {
+    let site_name = st.hub.config.site(e.site.as_str()).map(|s| s.name.clone());
+    json!({
+        "exam_id": e.exam_id.as_str(),
+        "study_instance_uid": e.study_uid.as_str(),
+        "site_id": e.site.as_str(),
+        "site_name": site_name,
+        "modality": e.modality,
+        "study_description": e.study_description,
+        "study_date": e.study_date,
+        "pool_id": e.pool.as_str(),
+        "priority": e.priority.as_str(),
+        "due_at": format_time(e.due_at.0),
+        "state": e.state.as_str(),
+        "claimed_by": e.claimed_by.as_ref().map(|u| u.as_str()),
+        "lease_until": e.lease_until.map(|t| format_time(t.0)),
+        "route": { "rule": e.route_rule, "explanation": e.route_reason },
+        "patient": {
+            "issuer": e.issuer_of_patient_id,
+            "patient_id_masked": mask_identifier(&e.patient_id),
+            "name_masked": e.patient_name.as_deref().map(mask_name),
+        },
+        "created_at": format_time(e.created_at.0),
+    })
+}
+
+fn draft_json(r: &ReportRecord) -> Value {
+    json!({
+        "report_id": r.report_id.as_str(),
+        "status": r.status.as_str(),
+        "findings": r.findings,
+        "impression": r.impression,
+        "author": r.author.as_str(),
+        "updated_at": format_time(r.updated_at.0),
+    })
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    st.hub.catalog.ping().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the catalog is not reachable",
+        )
+    })?;
+    Ok(Json(json!({ "status": "ready" })))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+pub async fn me(Caller(who): Caller) -> ApiResult {
+    Ok(Json(json!({
+        "username": who.username.as_str(),
+        "name": who.name,
+        "role": who.role.as_str(),
+        "site_id": who.site.as_str(),
+        "pools": who.pools.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+    })))
+}
+
+pub async fn worklist(State(st): State<AppState>, Caller(who): Caller) -> ApiResult {
+    let items = st.hub.worklist(&who).await?;
+    Ok(Json(
+        json!({ "items": items.iter().map(|e| exam_json(&st, e)).collect::<Vec<_>>() }),
+    ))
+}
+
+pub async fn exam(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let id = exam_id(id)?;
+    let exam = st.hub.exam_for_reader(&who, &id).await?;
+    let instances = st
+        .hub
+        .catalog
+        .study_instances(&exam.study_uid)
+        .await
+        .map_err(yilian_app::AppError::from)?;
+    let draft = st.hub.draft(&who, &id).await?;
+    let mut v = exam_json(&st, &exam);
+    v["instances"] = instances
+        .iter()
+        .map(|i| {
+            let base = format!(
+                "/dicomweb/studies/{}/series/{}/instances/{}",
+                i.study_uid, i.series_uid, i.sop_instance_uid
+            );
+            json!({
+                "series_instance_uid": i.series_uid.as_str(),
+                "sop_instance_uid": i.sop_instance_uid.as_str(),
+                "instance_number": i.instance_number,
+                "frames": i.number_of_frames.unwrap_or(1),
+                "retrieve_url": base,
+                "rendered_url": format!("{base}/rendered"),
+            })
+        })
+        .collect();
+    v["draft"] = draft.as_ref().map(draft_json).unwrap_or(Value::Null);
+    Ok(Json(v))
+}
+
+pub async fn claim(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let exam = st.hub.claim(&who, &exam_id(id)?).await?;
+    Ok(Json(exam_json(&st, &exam)))
+}
+
+pub async fn release(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    st.hub.release(&who, &exam_id(id)?).await?;
+    Ok(Json(json!({ "released": true })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportBody {
+    findings: String,
+    impression: String,
+}
+
+pub async fn get_draft(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let draft = st.hub.draft(&who, &exam_id(id)?).await?;
+    Ok(Json(draft.as_ref().map(draft_json).unwrap_or(Value::Null)))
+}
+
+pub async fn save_draft(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<ReportBody>,
+) -> ApiResult {
+    let draft = st
+        .hub
+        .save_draft(
+            &who,
+            &exam_id(id)?,
+            ReportInput {
+                findings: body.findings,
+                impression: body.impression,
+            },
+        )
+        .await?;
+    Ok(Json(draft_json(&draft)))
+}
+
+pub async fn sign(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    body: Option<Json<ReportBody>>,
+) -> ApiResult {
+    let input = body.map(|Json(b)| ReportInput {
+        findings: b.findings,
+        impression: b.impression,
+    });
+    let doc = st.hub.sign(&who, &exam_id(id)?, input).await?;
+    Ok(Json(serde_json::to_value(doc).unwrap_or(Value::Null)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    #[serde(default)]
+    urgent: bool,
+    urgent_reason: Option<String>,
+}
+
+pub async fn complete_study(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(study): Path<String>,
+    body: Option<Json<CompleteBody>>,
+) -> ApiResult {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let outcome = st
+        .hub
+        .complete_study(
+            &who,
+            &study_uid(study)?,
+            body.urgent,
+            body.urgent_reason.as_deref(),
+        )
+        .await?;
+    Ok(Json(match outcome {
+        RouteOutcome::Routed {
+            exam_id,
+            explanation,
+        } => json!({ "state": "routed", "exam_id": exam_id.as_str(), "explanation": explanation }),
+        RouteOutcome::AlreadyRouted { exam_id } => {
+            json!({ "state": "routed", "exam_id": exam_id.as_str() })
+        }
+        RouteOutcome::Unroutable { reason } => json!({ "state": "unroutable", "reason": reason }),
+        RouteOutcome::NotReady => json!({ "state": "receiving" }),
+    }))
+}
+
+/// What an uploader watches: the study's state, its exam, and the report once signed.
+pub async fn study_status(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(study): Path<String>,
+) -> ApiResult {
+    let uid = study_uid(study)?;
+    let study = st.hub.study_in_scope(&who, &uid).await?;
+    let exam = st
+        .hub
+        .catalog
+        .exam_of_study(&uid)
+        .await
+        .map_err(yilian_app::AppError::from)?;
+    let instances = st
+        .hub
+        .catalog
+        .study_instances(&uid)
+        .await
+        .map_err(yilian_app::AppError::from)?;
+    let report = match &exam {
+        Some(e) => st
+            .hub
+            .catalog
+            .final_report_of(&e.exam_id)
+            .await
+            .map_err(yilian_app::AppError::from)?,
+        None => None,
+    };
+    Ok(Json(json!({
+        "study_instance_uid": uid.as_str(),
+        "state": study.state.as_str(),
+        "urgent": study.urgent,
+        "instances": instances.len(),
+        "last_received_at": format_time(study.last_received_at.0),
+        "exam": exam.as_ref().map(|e| json!({ "exam_id": e.exam_id.as_str(), "state": e.state.as_str(), "priority": e.priority.as_str(), "due_at": format_time(e.due_at.0) })),
+        "report_id": report.map(|r| r.report_id.to_string()),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResultsQuery {
+    patient_id: String,
+    #[serde(default)]
+    issuer: String,
+    purpose: Option<String>,
+}
+
+pub async fn results(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Query(q): Query<ResultsQuery>,
+) -> ApiResult {
+    let purpose = q.purpose.as_deref().unwrap_or("unspecified");
+    let views = st
+        .hub
+        .lookup_results(&who, &q.issuer, &q.patient_id, purpose)
+        .await?;
+    let items: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            let r = &v.recognition;
+            json!({
+                "report_id": v.report.report_id.as_str(),
+                "exam_id": v.exam.exam_id.as_str(),
+                "kind": "imaging",
+                "modality": v.exam.modality,
+                "study_instance_uid": v.exam.study_uid.as_str(),
+                "study_description": v.exam.study_description,
+                "site_id": v.exam.site.as_str(),
+                "site_name": v.site_name,
+                "performed_at": format_time(v.performed_at.0),
+                "signed_at": v.report.signed_at.map(|t| format_time(t.0)),
+                "signed_by": v.report.author.as_str(),
+                "signature_valid": v.signature_valid,
+                "patient": {
+                    "issuer": v.exam.issuer_of_patient_id,
+                    "patient_id_masked": mask_identifier(&v.exam.patient_id),
+                    "name_masked": v.exam.patient_name.as_deref().map(mask_name),
+                },
+                // Result data and the reader's conclusion are kept apart: recognition covers the former.
+                "findings": v.report.findings,
+                "impression": v.report.impression,
+                "recognition": {
+                    "recognised": r.recognised,
+                    "mark": r.mark,
+                    "scope": r.scope,
+                    "valid_until": r.valid_until.map(|t| format_time(t.0)),
+                    "reasons": r.reasons,
+                },
+                "links": {
+                    "report": format!("/api/v1/reports/{}", v.report.report_id),
+                    "verify": format!("/api/v1/reports/{}/verify", v.report.report_id),
+                    "study": format!("/dicomweb/studies/{}", v.exam.study_uid),
+                },
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+pub async fn report(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let doc = st.hub.signed_report(&who, &report_id(id)?).await?;
+    Ok(Json(serde_json::to_value(doc).unwrap_or(Value::Null)))
+}
+
+pub async fn verify(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let v = st.hub.verify_report(&who, &report_id(id)?).await?;
+    Ok(Json(json!({
+        "report_id": v.report_id.as_str(),
+        "valid": v.valid,
+        "latest": v.latest,
+        "checks": v.checks.iter().map(|c| json!({ "name": c.name, "ok": c.ok, "detail": c.detail })).collect::<Vec<_>>(),
+    })))
+}
+
+pub async fn keys(State(st): State<AppState>, Caller(who): Caller) -> ApiResult {
+    let keys = st.hub.public_keys(&who).await?;
+    Ok(Json(json!({ "keys": keys })))
+}

@@ -1,0 +1,117 @@
+//! Yilian server: the HTTP front end (DICOMweb, the REST API, health), authentication of callers, and
+//! the background jobs. Handlers translate HTTP to `yilian-app` use cases and back; no SQL here.
+
+mod api;
+mod auth;
+mod dicomweb;
+mod error;
+pub mod openapi;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use yilian_app::Hub;
+
+pub use error::ApiError;
+
+/// Shared handler state.
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Hub,
+}
+
+/// Limit for JSON API bodies; DICOMweb STOW uses `server.max_body_bytes` instead.
+const API_BODY_LIMIT: usize = 1024 * 1024;
+
+/// Every route the hub serves.
+pub fn router(hub: Hub) -> Router {
+    let state = AppState { hub };
+    let dicomweb = Router::new()
+        .route("/dicomweb/studies", post(dicomweb::stow))
+        .route(
+            "/dicomweb/studies/{study}",
+            post(dicomweb::stow_to_study).get(dicomweb::retrieve_study),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{sop}",
+            get(dicomweb::retrieve_instance),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{sop}/rendered",
+            get(dicomweb::rendered),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered",
+            get(dicomweb::rendered_frame),
+        )
+        .layer(DefaultBodyLimit::disable());
+    let api = Router::new()
+        .route("/api/v1/me", get(api::me))
+        .route("/api/v1/worklist", get(api::worklist))
+        .route("/api/v1/exams/{id}", get(api::exam))
+        .route("/api/v1/exams/{id}/claim", post(api::claim))
+        .route("/api/v1/exams/{id}/release", post(api::release))
+        .route(
+            "/api/v1/exams/{id}/report",
+            get(api::get_draft).put(api::save_draft),
+        )
+        .route("/api/v1/exams/{id}/report/sign", post(api::sign))
+        .route("/api/v1/studies/{study}", get(api::study_status))
+        .route(
+            "/api/v1/studies/{study}/complete",
+            post(api::complete_study),
+        )
+        .route("/api/v1/results", get(api::results))
+        .route("/api/v1/reports/{id}", get(api::report))
+        .route("/api/v1/reports/{id}/verify", get(api::verify))
+        .route("/api/v1/keys", get(api::keys))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/api/openapi.json", get(openapi::serve))
+        .merge(dicomweb)
+        .merge(api)
+        .fallback(api::not_found)
+        .layer(
+            // One span per request, named by the matched route: URIs may carry patient identifiers
+            // in query strings, so only the route template is recorded.
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+                tracing::info_span!("http", method = %req.method(), route = %route, user = tracing::field::Empty)
+            }),
+        )
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    hub: Hub,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(hub))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The routing sweep: studies that are complete or quiet get routed. Runs until the task is aborted.
+pub fn spawn_background(hub: Hub) -> tokio::task::JoinHandle<()> {
+    let every = Duration::from_secs(hub.config.routing.sweep_interval_secs.max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match hub.route_due_studies().await {
+                Ok(done) if !done.is_empty() => tracing::info!(count = done.len(), "routing sweep"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "routing sweep failed"),
+            }
+        }
+    })
+}

@@ -1,0 +1,121 @@
+//! Blob storage through `object_store`. The local filesystem backend is made durable: after
+//! object_store's write-then-rename, the file and its folder are fsynced before `put` returns, so an
+//! acknowledged instance survives a crash.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use yilian_app::ports::{Blobs, PortError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blobs.url {0:?} is not supported: use file://path")]
+    Unsupported(String),
+    #[error("cannot prepare the blob folder {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the blob store: {0}")]
+    Open(#[from] object_store::Error),
+}
+
+/// Blobs on the local filesystem under one root folder.
+#[derive(Debug)]
+pub struct FsBlobs {
+    root: PathBuf,
+    store: LocalFileSystem,
+}
+
+impl FsBlobs {
+    pub fn open(root: &Path) -> Result<Self, BlobError> {
+        std::fs::create_dir_all(root).map_err(|source| BlobError::Dir {
+            path: root.display().to_string(),
+            source,
+        })?;
+        let root = root.canonicalize().map_err(|source| BlobError::Dir {
+            path: root.display().to_string(),
+            source,
+        })?;
+        let store = LocalFileSystem::new_with_prefix(&root)?;
+        Ok(FsBlobs { root, store })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn fsync(path: PathBuf) -> std::io::Result<()> {
+        std::fs::File::open(&path)?.sync_all()?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the store a `blobs.url` names (`file://relative` or `file:///absolute`).
+pub fn open_blobs(url: &str) -> Result<Arc<dyn Blobs>, BlobError> {
+    let path = url
+        .strip_prefix("file://")
+        .ok_or_else(|| BlobError::Unsupported(url.to_string()))?;
+    Ok(Arc::new(FsBlobs::open(Path::new(path))?))
+}
+
+fn object_path(key: &str) -> Result<ObjectPath, PortError> {
+    ObjectPath::parse(key).map_err(|e| PortError::Corrupt(format!("blob key {key:?}: {e}")))
+}
+
+#[async_trait]
+impl Blobs for FsBlobs {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<(), PortError> {
+        let path = object_path(key)?;
+        self.store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| PortError::Unavailable(e.to_string()))?;
+        let file = self.root.join(key);
+        tokio::task::spawn_blocking(move || Self::fsync(file))
+            .await
+            .map_err(|e| PortError::Unavailable(e.to_string()))?
+            .map_err(|e| PortError::Unavailable(format!("fsync: {e}")))
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, PortError> {
+        let path = object_path(key)?;
+        let got = self.store.get(&path).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => PortError::NotFound(key.to_string()),
+            other => PortError::Unavailable(other.to_string()),
+        })?;
+        got.bytes()
+            .await
+            .map_err(|e| PortError::Unavailable(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_then_get_is_bit_exact_and_missing_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FsBlobs::open(&dir.path().join("blobs")).unwrap();
+        let data = Bytes::from_static(b"\x00\x01DICM\xff");
+        blobs.put("sha256/ab/cd/abcd", data.clone()).await.unwrap();
+        assert_eq!(blobs.get("sha256/ab/cd/abcd").await.unwrap(), data);
+        assert!(dir.path().join("blobs/sha256/ab/cd/abcd").is_file());
+        // Writing the same key again (same content, content-addressed) is harmless.
+        blobs.put("sha256/ab/cd/abcd", data.clone()).await.unwrap();
+        assert!(matches!(
+            blobs.get("sha256/00/00/none").await,
+            Err(PortError::NotFound(_))
+        ));
+    }
+}

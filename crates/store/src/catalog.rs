@@ -1,0 +1,904 @@
+//! The catalog on sqlx's `Any` driver: the same SQL runs on SQLite and PostgreSQL. Placeholders are
+//! `$N` (both engines accept them), times are BIGINT epoch milliseconds, booleans are 0/1.
+
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use yilian_app::ports::*;
+use yilian_domain::{
+    ExamId, ExamState, PatientKey, PoolId, Priority, ReportId, ReportStatus, SeriesInstanceUid,
+    SiteId, SopClassUid, SopInstanceUid, StudyInstanceUid, UnixMillis, Username,
+};
+use yilian_signing::{PublicKeyRecord, format_time, parse_time};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the catalog at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("catalog migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqlCatalog {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// `format!` for SQL whose only interpolations are the column-list constants above (never input).
+macro_rules! sql {
+    ($($t:tt)*) => { sqlx::AssertSqlSafe(format!($($t)*)) };
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+fn db(e: sqlx::Error) -> PortError {
+    PortError::Unavailable(e.to_string())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> PortError {
+    PortError::Corrupt(format!("{what}: {e}"))
+}
+
+/// A `sqlite:` URL's file path, so its folder can be created first.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+impl SqlCatalog {
+    /// Connects and applies pending migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        if let Some(path) = sqlite_path(url) {
+            if let Some(parent) = std::path::Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::Dir {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let mut opts = AnyPoolOptions::new().max_connections(max_connections.max(1));
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL for concurrent readers; FULL so a committed transaction survives power loss.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact(url),
+                source,
+            })?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqlCatalog { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+/// Drops a password from a database URL before it is shown.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_string(),
+    }
+}
+
+fn uid<T>(
+    row: &AnyRow,
+    col: &str,
+    make: fn(String) -> Result<T, yilian_domain::IdError>,
+) -> Result<T, PortError> {
+    let s: String = row.try_get(col).map_err(db)?;
+    make(s).map_err(|e| corrupt(col, e))
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
+    row: &'r AnyRow,
+    col: &str,
+) -> Result<T, PortError> {
+    row.try_get(col).map_err(db)
+}
+
+const STUDY_COLS: &str = "study_uid, site_id, patient_key, issuer, patient_id, patient_name, study_date, accession_number, description, \
+                          state, urgent, urgent_reason, first_received_at, last_received_at";
+
+fn study_row(r: &AnyRow) -> Result<StudyRecord, PortError> {
+    let state: String = get(r, "state")?;
+    Ok(StudyRecord {
+        study_uid: uid(r, "study_uid", StudyInstanceUid::new)?,
+        site: uid(r, "site_id", SiteId::new)?,
+        patient_key: PatientKey(get(r, "patient_key")?),
+        issuer_of_patient_id: get(r, "issuer")?,
+        patient_id: get(r, "patient_id")?,
+        patient_name: get(r, "patient_name")?,
+        study_date: get(r, "study_date")?,
+        accession_number: get(r, "accession_number")?,
+        study_description: get(r, "description")?,
+        state: StudyState::parse(&state).ok_or_else(|| corrupt("studies.state", state))?,
+        urgent: get::<i64>(r, "urgent")? != 0,
+        urgent_reason: get(r, "urgent_reason")?,
+        first_received_at: UnixMillis(get(r, "first_received_at")?),
+        last_received_at: UnixMillis(get(r, "last_received_at")?),
+    })
+}
+
+const INSTANCE_COLS: &str = "sop_instance_uid, series_uid, study_uid, sop_class_uid, transfer_syntax_uid, instance_number, pixel_rows, \
+                             pixel_columns, number_of_frames, size_bytes, sha256, blob_key, received_at, received_by";
+
+fn instance_row(r: &AnyRow) -> Result<InstanceRecord, PortError> {
+    Ok(InstanceRecord {
+        sop_instance_uid: uid(r, "sop_instance_uid", SopInstanceUid::new)?,
+        sop_class_uid: uid(r, "sop_class_uid", SopClassUid::new)?,
+        series_uid: uid(r, "series_uid", SeriesInstanceUid::new)?,
+        study_uid: uid(r, "study_uid", StudyInstanceUid::new)?,
+        transfer_syntax_uid: get(r, "transfer_syntax_uid")?,
+        instance_number: get(r, "instance_number")?,
+        rows: get(r, "pixel_rows")?,
+        columns: get(r, "pixel_columns")?,
+        number_of_frames: get(r, "number_of_frames")?,
+        size_bytes: get(r, "size_bytes")?,
+        sha256: get(r, "sha256")?,
+        blob_key: get(r, "blob_key")?,
+        received_at: UnixMillis(get(r, "received_at")?),
+        received_by: uid(r, "received_by", Username::new)?,
+    })
+}
+
+const EXAM_COLS: &str = "e.exam_id, e.study_uid, e.site_id, e.patient_key, e.modality, e.pool_id, e.priority, e.due_at, e.route_rule, \
+                         e.route_reason, e.state, e.claimed_by, e.lease_until, e.created_at, s.patient_id, s.issuer, s.patient_name, \
+                         s.description, s.study_date, s.first_received_at";
+
+fn exam_row(r: &AnyRow) -> Result<ExamRecord, PortError> {
+    let priority: String = get(r, "priority")?;
+    let state: String = get(r, "state")?;
+    let claimed_by: Option<String> = get(r, "claimed_by")?;
+    Ok(ExamRecord {
+        exam_id: uid(r, "exam_id", ExamId::new)?,
+        study_uid: uid(r, "study_uid", StudyInstanceUid::new)?,
+        site: uid(r, "site_id", SiteId::new)?,
+        patient_key: PatientKey(get(r, "patient_key")?),
+        modality: get(r, "modality")?,
+        pool: uid(r, "pool_id", PoolId::new)?,
+        priority: Priority::parse(&priority).ok_or_else(|| corrupt("exams.priority", &priority))?,
+        due_at: UnixMillis(get(r, "due_at")?),
+        route_rule: get(r, "route_rule")?,
+        route_reason: get(r, "route_reason")?,
+        state: ExamState::parse(&state).ok_or_else(|| corrupt("exams.state", &state))?,
+        claimed_by: claimed_by
+            .map(Username::new)
+            .transpose()
+            .map_err(|e| corrupt("exams.claimed_by", e))?,
+        lease_until: get::<Option<i64>>(r, "lease_until")?.map(UnixMillis),
+        created_at: UnixMillis(get(r, "created_at")?),
+        patient_id: get(r, "patient_id")?,
+        issuer_of_patient_id: get(r, "issuer")?,
+        patient_name: get(r, "patient_name")?,
+        study_description: get(r, "description")?,
+        study_date: get(r, "study_date")?,
+        first_received_at: UnixMillis(get(r, "first_received_at")?),
+    })
+}
+
+const REPORT_COLS: &str = "report_id, exam_id, version, status, findings, impression, author, created_at, updated_at, signed_at, key_id, \
+                           algorithm, signature, document";
+
+fn report_row(r: &AnyRow) -> Result<ReportRecord, PortError> {
+    let status: String = get(r, "status")?;
+    Ok(ReportRecord {
+        report_id: uid(r, "report_id", ReportId::new)?,
+        exam_id: uid(r, "exam_id", ExamId::new)?,
+        version: get(r, "version")?,
+        status: ReportStatus::parse(&status).ok_or_else(|| corrupt("reports.status", &status))?,
+        findings: get(r, "findings")?,
+        impression: get(r, "impression")?,
+        author: uid(r, "author", Username::new)?,
+        created_at: UnixMillis(get(r, "created_at")?),
+        updated_at: UnixMillis(get(r, "updated_at")?),
+        signed_at: get::<Option<i64>>(r, "signed_at")?.map(UnixMillis),
+        key_id: get(r, "key_id")?,
+        algorithm: get(r, "algorithm")?,
+        signature: get(r, "signature")?,
+        document: get(r, "document")?,
+    })
+}
+
+#[async_trait]
+impl Catalog for SqlCatalog {
+    async fn ping(&self) -> Result<(), PortError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn instance(&self, sop: &SopInstanceUid) -> Result<Option<InstanceRecord>, PortError> {
+        let row = sqlx::query(sql!(
+            "SELECT {INSTANCE_COLS} FROM instances WHERE sop_instance_uid = $1"
+        ))
+        .bind(sop.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(instance_row).transpose()
+    }
+
+    async fn insert_instance(&self, n: &NewInstance) -> Result<InsertOutcome, PortError> {
+        let i = &n.instance;
+        let now = i.received_at.0;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // A write first: on SQLite this takes the write lock now (waiting on busy_timeout) instead of
+        // failing to upgrade a read lock later.
+        sqlx::query("INSERT INTO patients (patient_key, created_at) VALUES ($1, $2) ON CONFLICT (patient_key) DO NOTHING")
+            .bind(&n.patient_key.0)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT sha256 FROM instances WHERE sop_instance_uid = $1")
+                .bind(i.sop_instance_uid.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        if let Some(sha) = existing {
+            tx.rollback().await.map_err(db)?;
+            return Ok(if sha == i.sha256 {
+                InsertOutcome::SameBytes
+            } else {
+                InsertOutcome::DifferentBytes {
+                    existing_sha256: sha,
+                }
+            });
+        }
+        sqlx::query(
+            "INSERT INTO patient_ids (issuer, patient_id, patient_key, site_id, patient_name, birth_date, sex, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (issuer, patient_id) DO UPDATE SET patient_name = excluded.patient_name, birth_date = excluded.birth_date, \
+             sex = excluded.sex, updated_at = excluded.updated_at",
+        )
+        .bind(&n.issuer_of_patient_id)
+        .bind(&n.patient_id)
+        .bind(&n.patient_key.0)
+        .bind(n.site.as_str())
+        .bind(&n.patient_name)
+        .bind(&n.patient_birth_date)
+        .bind(&n.patient_sex)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let study = sqlx::query(
+            "INSERT INTO studies (study_uid, site_id, patient_key, issuer, patient_id, patient_name, study_date, study_time, \
+             accession_number, description, state, urgent, first_received_at, last_received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'receiving', 0, $11, $11) \
+             ON CONFLICT (study_uid) DO UPDATE SET last_received_at = excluded.last_received_at \
+             WHERE studies.site_id = excluded.site_id",
+        )
+        .bind(n.study_uid.as_str())
+        .bind(n.site.as_str())
+        .bind(&n.patient_key.0)
+        .bind(&n.issuer_of_patient_id)
+        .bind(&n.patient_id)
+        .bind(&n.patient_name)
+        .bind(&n.study_date)
+        .bind(&n.study_time)
+        .bind(&n.accession_number)
+        .bind(&n.study_description)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if study.rows_affected() == 0 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(InsertOutcome::StudyOfOtherSite);
+        }
+        sqlx::query(
+            "INSERT INTO series (series_uid, study_uid, modality, series_number, description, body_part, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (series_uid) DO NOTHING",
+        )
+        .bind(n.series_uid.as_str())
+        .bind(n.study_uid.as_str())
+        .bind(&n.modality)
+        .bind(n.series_number)
+        .bind(&n.series_description)
+        .bind(&n.body_part_examined)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let inserted = sqlx::query(sql!(
+            "INSERT INTO instances ({INSTANCE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (sop_instance_uid) DO NOTHING"
+        ))
+        .bind(i.sop_instance_uid.as_str())
+        .bind(i.series_uid.as_str())
+        .bind(i.study_uid.as_str())
+        .bind(i.sop_class_uid.as_str())
+        .bind(&i.transfer_syntax_uid)
+        .bind(i.instance_number)
+        .bind(i.rows)
+        .bind(i.columns)
+        .bind(i.number_of_frames)
+        .bind(i.size_bytes)
+        .bind(&i.sha256)
+        .bind(&i.blob_key)
+        .bind(now)
+        .bind(i.received_by.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if inserted.rows_affected() == 0 {
+            // Lost a race with a concurrent insert of the same SOP Instance UID (PostgreSQL).
+            tx.rollback().await.map_err(db)?;
+            let sha = self
+                .instance(&i.sop_instance_uid)
+                .await?
+                .map(|e| e.sha256)
+                .unwrap_or_default();
+            return Ok(if sha == i.sha256 {
+                InsertOutcome::SameBytes
+            } else {
+                InsertOutcome::DifferentBytes {
+                    existing_sha256: sha,
+                }
+            });
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(InsertOutcome::Inserted)
+    }
+
+    async fn study(&self, study: &StudyInstanceUid) -> Result<Option<StudyRecord>, PortError> {
+        let row = sqlx::query(sql!(
+            "SELECT {STUDY_COLS} FROM studies WHERE study_uid = $1"
+        ))
+        .bind(study.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(study_row).transpose()
+    }
+
+    async fn study_series(&self, study: &StudyInstanceUid) -> Result<Vec<SeriesRecord>, PortError> {
+        let rows = sqlx::query(
+            "SELECT series_uid, modality, series_number, description FROM series WHERE study_uid = $1 ORDER BY created_at, series_uid",
+        )
+        .bind(study.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SeriesRecord {
+                    series_uid: uid(r, "series_uid", SeriesInstanceUid::new)?,
+                    modality: get(r, "modality")?,
+                    series_number: get(r, "series_number")?,
+                    description: get(r, "description")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn study_instances(
+        &self,
+        study: &StudyInstanceUid,
+    ) -> Result<Vec<InstanceRecord>, PortError> {
+        let rows = sqlx::query(sql!(
+            "SELECT {INSTANCE_COLS} FROM instances WHERE study_uid = $1 ORDER BY series_uid, instance_number, sop_instance_uid"
+        ))
+        .bind(study.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(instance_row).collect()
+    }
+
+    async fn patient_key_of(
+        &self,
+        issuer: &str,
+        patient_id: &str,
+    ) -> Result<Option<PatientKey>, PortError> {
+        let key: Option<String> = sqlx::query_scalar(
+            "SELECT patient_key FROM patient_ids WHERE issuer = $1 AND patient_id = $2",
+        )
+        .bind(issuer)
+        .bind(patient_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(key.map(PatientKey))
+    }
+
+    async fn mark_study_complete(
+        &self,
+        study: &StudyInstanceUid,
+        urgent: bool,
+        reason: Option<&str>,
+    ) -> Result<bool, PortError> {
+        let r = sqlx::query("UPDATE studies SET state = 'complete', urgent = $2, urgent_reason = $3 WHERE study_uid = $1 AND state = 'receiving'")
+            .bind(study.as_str())
+            .bind(urgent as i64)
+            .bind(reason)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn studies_to_route(
+        &self,
+        quiet_before: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<StudyInstanceUid>, PortError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT study_uid FROM studies WHERE state = 'complete' OR (state = 'receiving' AND last_received_at <= $1) \
+             ORDER BY last_received_at LIMIT $2",
+        )
+        .bind(quiet_before.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.into_iter()
+            .map(|s| StudyInstanceUid::new(s).map_err(|e| corrupt("studies.study_uid", e)))
+            .collect()
+    }
+
+    async fn create_exam(&self, e: &NewExam) -> Result<bool, PortError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let r = sqlx::query(
+            "INSERT INTO exams (exam_id, study_uid, site_id, patient_key, kind, modality, pool_id, priority, priority_rank, due_at, \
+             route_rule, route_reason, state, claimed_by, lease_until, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 'imaging', $5, $6, $7, $8, $9, $10, $11, 'queued', NULL, NULL, $12, $12) \
+             ON CONFLICT (study_uid) DO NOTHING",
+        )
+        .bind(e.exam_id.as_str())
+        .bind(e.study_uid.as_str())
+        .bind(e.site.as_str())
+        .bind(&e.patient_key.0)
+        .bind(&e.modality)
+        .bind(e.pool.as_str())
+        .bind(e.priority.as_str())
+        .bind(e.priority.rank())
+        .bind(e.due_at.0)
+        .bind(&e.route_rule)
+        .bind(&e.route_reason)
+        .bind(e.created_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 0 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        sqlx::query("UPDATE studies SET state = 'routed' WHERE study_uid = $1")
+            .bind(e.study_uid.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn mark_study_unroutable(&self, study: &StudyInstanceUid) -> Result<(), PortError> {
+        sqlx::query("UPDATE studies SET state = 'unroutable' WHERE study_uid = $1 AND state IN ('receiving', 'complete')")
+            .bind(study.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn worklist(&self, pools: &[PoolId]) -> Result<Vec<ExamRecord>, PortError> {
+        let mut out = Vec::new();
+        for pool in pools {
+            let rows = sqlx::query(sql!(
+                "SELECT {EXAM_COLS} FROM exams e JOIN studies s ON s.study_uid = e.study_uid \
+                 WHERE e.pool_id = $1 AND e.state = 'queued' ORDER BY e.priority_rank, e.due_at, e.exam_id LIMIT 500"
+            ))
+            .bind(pool.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            for r in &rows {
+                out.push(exam_row(r)?);
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.priority.rank(), a.due_at, a.exam_id.as_str()).cmp(&(
+                b.priority.rank(),
+                b.due_at,
+                b.exam_id.as_str(),
+            ))
+        });
+        Ok(out)
+    }
+
+    async fn exam(&self, exam: &ExamId) -> Result<Option<ExamRecord>, PortError> {
+        let row = sqlx::query(sql!("SELECT {EXAM_COLS} FROM exams e JOIN studies s ON s.study_uid = e.study_uid WHERE e.exam_id = $1"))
+            .bind(exam.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(exam_row).transpose()
+    }
+
+    async fn exam_of_study(
+        &self,
+        study: &StudyInstanceUid,
+    ) -> Result<Option<ExamRecord>, PortError> {
+        let row = sqlx::query(sql!("SELECT {EXAM_COLS} FROM exams e JOIN studies s ON s.study_uid = e.study_uid WHERE e.study_uid = $1"))
+            .bind(study.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(exam_row).transpose()
+    }
+
+    async fn try_claim(
+        &self,
+        exam: &ExamId,
+        who: &Username,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+    ) -> Result<bool, PortError> {
+        let r = sqlx::query(
+            "UPDATE exams SET claimed_by = $2, lease_until = $3, updated_at = $4 \
+             WHERE exam_id = $1 AND state = 'queued' AND (claimed_by IS NULL OR claimed_by = $2 OR lease_until < $4)",
+        )
+        .bind(exam.as_str())
+        .bind(who.as_str())
+        .bind(lease_until.0)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn release(&self, exam: &ExamId, who: &Username) -> Result<bool, PortError> {
+        let r = sqlx::query("UPDATE exams SET claimed_by = NULL, lease_until = NULL WHERE exam_id = $1 AND state = 'queued' AND claimed_by = $2")
+            .bind(exam.as_str())
+            .bind(who.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn save_draft(&self, d: &ReportRecord) -> Result<(), PortError> {
+        sqlx::query(
+            "INSERT INTO reports (report_id, exam_id, version, status, findings, impression, author, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'draft', $4, $5, $6, $7, $8) \
+             ON CONFLICT (report_id) DO UPDATE SET findings = excluded.findings, impression = excluded.impression, \
+             author = excluded.author, updated_at = excluded.updated_at WHERE reports.status = 'draft'",
+        )
+        .bind(d.report_id.as_str())
+        .bind(d.exam_id.as_str())
+        .bind(d.version)
+        .bind(&d.findings)
+        .bind(&d.impression)
+        .bind(d.author.as_str())
+        .bind(d.created_at.0)
+        .bind(d.updated_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn draft_of(&self, exam: &ExamId) -> Result<Option<ReportRecord>, PortError> {
+        let row = sqlx::query(sql!("SELECT {REPORT_COLS} FROM reports WHERE exam_id = $1 AND status = 'draft' ORDER BY version DESC LIMIT 1"))
+            .bind(exam.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(report_row).transpose()
+    }
+
+    async fn finalize_report(
+        &self,
+        r: &ReportRecord,
+        who: &Username,
+        now: UnixMillis,
+    ) -> Result<bool, PortError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let updated = sqlx::query(
+            "UPDATE exams SET state = 'signed', claimed_by = NULL, lease_until = NULL, updated_at = $3 \
+             WHERE exam_id = $1 AND state = 'queued' AND claimed_by = $2",
+        )
+        .bind(r.exam_id.as_str())
+        .bind(who.as_str())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if updated.rows_affected() != 1 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM reports WHERE exam_id = $1 AND status = 'draft'")
+            .bind(r.exam_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(sql!(
+            "INSERT INTO reports ({REPORT_COLS}) VALUES ($1, $2, $3, 'final', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        ))
+        .bind(r.report_id.as_str())
+        .bind(r.exam_id.as_str())
+        .bind(r.version)
+        .bind(&r.findings)
+        .bind(&r.impression)
+        .bind(r.author.as_str())
+        .bind(r.created_at.0)
+        .bind(r.updated_at.0)
+        .bind(r.signed_at.map(|t| t.0))
+        .bind(&r.key_id)
+        .bind(&r.algorithm)
+        .bind(&r.signature)
+        .bind(&r.document)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn report(&self, report: &ReportId) -> Result<Option<ReportRecord>, PortError> {
+        let row = sqlx::query(sql!(
+            "SELECT {REPORT_COLS} FROM reports WHERE report_id = $1"
+        ))
+        .bind(report.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(report_row).transpose()
+    }
+
+    async fn final_report_of(&self, exam: &ExamId) -> Result<Option<ReportRecord>, PortError> {
+        let row = sqlx::query(sql!("SELECT {REPORT_COLS} FROM reports WHERE exam_id = $1 AND status = 'final' ORDER BY version DESC LIMIT 1"))
+            .bind(exam.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(report_row).transpose()
+    }
+
+    async fn latest_final_version(&self, exam: &ExamId) -> Result<Option<i64>, PortError> {
+        sqlx::query_scalar(
+            "SELECT MAX(version) FROM reports WHERE exam_id = $1 AND status = 'final'",
+        )
+        .bind(exam.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn results_of_patient(
+        &self,
+        patient: &PatientKey,
+    ) -> Result<Vec<(ExamRecord, ReportRecord)>, PortError> {
+        let report_cols = REPORT_COLS
+            .split(", ")
+            .map(|c| format!("r.{c} AS r_{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(sql!(
+            "SELECT {EXAM_COLS}, {report_cols} FROM exams e JOIN studies s ON s.study_uid = e.study_uid \
+             JOIN reports r ON r.exam_id = e.exam_id AND r.status = 'final' \
+             WHERE e.patient_key = $1 ORDER BY r.signed_at DESC, r.version DESC LIMIT 200"
+        ))
+        .bind(&patient.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let exam = exam_row(row)?;
+            let status: String = get(row, "r_status")?;
+            let report = ReportRecord {
+                report_id: uid(row, "r_report_id", ReportId::new)?,
+                exam_id: uid(row, "r_exam_id", ExamId::new)?,
+                version: get(row, "r_version")?,
+                status: ReportStatus::parse(&status)
+                    .ok_or_else(|| corrupt("reports.status", &status))?,
+                findings: get(row, "r_findings")?,
+                impression: get(row, "r_impression")?,
+                author: uid(row, "r_author", Username::new)?,
+                created_at: UnixMillis(get(row, "r_created_at")?),
+                updated_at: UnixMillis(get(row, "r_updated_at")?),
+                signed_at: get::<Option<i64>>(row, "r_signed_at")?.map(UnixMillis),
+                key_id: get(row, "r_key_id")?,
+                algorithm: get(row, "r_algorithm")?,
+                signature: get(row, "r_signature")?,
+                document: get(row, "r_document")?,
+            };
+            out.push((exam, report));
+        }
+        Ok(out)
+    }
+
+    async fn publish_key(&self, k: &PublicKeyRecord) -> Result<(), PortError> {
+        let from = parse_time(&k.valid_from).ok_or_else(|| corrupt("valid_from", &k.valid_from))?;
+        let to = parse_time(&k.valid_to).ok_or_else(|| corrupt("valid_to", &k.valid_to))?;
+        sqlx::query(
+            "INSERT INTO signing_keys (key_id, owner, algorithm, public_key, valid_from, valid_to) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (key_id) DO NOTHING",
+        )
+        .bind(&k.key_id)
+        .bind(&k.owner)
+        .bind(&k.algorithm)
+        .bind(&k.public_key)
+        .bind(from)
+        .bind(to)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn public_keys(&self) -> Result<Vec<PublicKeyRecord>, PortError> {
+        let rows = sqlx::query("SELECT key_id, owner, algorithm, public_key, valid_from, valid_to FROM signing_keys ORDER BY owner, valid_from")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(PublicKeyRecord {
+                    key_id: get(r, "key_id")?,
+                    owner: get(r, "owner")?,
+                    algorithm: get(r, "algorithm")?,
+                    public_key: get(r, "public_key")?,
+                    valid_from: format_time(get(r, "valid_from")?),
+                    valid_to: format_time(get(r, "valid_to")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_token(
+        &self,
+        hash: &str,
+        owner: &Username,
+        label: &str,
+        created: UnixMillis,
+        expires: UnixMillis,
+    ) -> Result<(), PortError> {
+        sqlx::query("INSERT INTO api_tokens (token_hash, username, label, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(hash)
+            .bind(owner.as_str())
+            .bind(label)
+            .bind(created.0)
+            .bind(expires.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn token_owner(
+        &self,
+        hash: &str,
+        now: UnixMillis,
+    ) -> Result<Option<Username>, PortError> {
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT username FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2")
+                .bind(hash)
+                .bind(now.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+        owner
+            .map(Username::new)
+            .transpose()
+            .map_err(|e| corrupt("api_tokens.username", e))
+    }
+
+    async fn audit(&self, e: &AuditEvent) -> Result<(), PortError> {
+        sqlx::query(
+            "INSERT INTO audit_events (event_id, at, actor, action, resource_type, resource_id, patient_key, outcome, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(ulid::Ulid::new().to_string())
+        .bind(e.at.0)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.resource_type)
+        .bind(&e.resource_id)
+        .bind(e.patient_key.as_ref().map(|k| k.0.clone()))
+        .bind(&e.outcome)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>, PortError> {
+        let rows = sqlx::query(
+            "SELECT at, actor, action, resource_type, resource_id, patient_key, outcome, detail FROM audit_events \
+             ORDER BY at DESC, event_id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    at: UnixMillis(get(r, "at")?),
+                    actor: get(r, "actor")?,
+                    action: get(r, "action")?,
+                    resource_type: get(r, "resource_type")?,
+                    resource_id: get(r, "resource_id")?,
+                    patient_key: get::<Option<String>>(r, "patient_key")?.map(PatientKey),
+                    outcome: get(r, "outcome")?,
+                    detail: get(r, "detail")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_and_redaction() {
+        assert_eq!(
+            sqlite_path("sqlite://yilian-data/catalog.db?mode=rwc"),
+            Some("yilian-data/catalog.db")
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://***@h:5432/db"
+        );
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,10 @@
+//! Yilian store: the sqlx catalog (SQLite by default, PostgreSQL in production, one migration story),
+//! object_store blobs with durable writes, and the file key vault. Implements `yilian-app`'s ports.
+
+pub mod blobs;
+pub mod catalog;
+pub mod vault;
+
+pub use blobs::{BlobError, FsBlobs, open_blobs};
+pub use catalog::{Backend, SqlCatalog, StoreError};
+pub use vault::FileKeyVault;
