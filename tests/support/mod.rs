@@ -1,0 +1,159 @@
+//! Test support: a real hub on 127.0.0.1:0 over a real catalog (SQLite always, PostgreSQL when
+//! DATABASE_URL is set), real blobs on disk, and a real HTTP client.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use sqlx::Executor;
+use yilian_app::{Clock, Hub};
+use yilian_config::Config;
+use yilian_domain::UnixMillis;
+
+/// The catalog engines a suite runs against.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+/// SQLite always; PostgreSQL too when DATABASE_URL is set. A skipped backend says so.
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Sqlite];
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => out.push(Backend::Postgres(url)),
+        _ => {
+            if std::env::var("CI").is_ok() {
+                panic!("CI must set DATABASE_URL so the suite also runs on PostgreSQL");
+            }
+            eprintln!("SKIPPED PostgreSQL backend: DATABASE_URL is not set (CI sets it)");
+        }
+    }
+    out
+}
+
+/// A clock the test moves.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start: i64) -> Arc<Self> {
+        Arc::new(ManualClock(AtomicI64::new(start)))
+    }
+    pub fn advance_secs(&self, secs: i64) {
+        self.0.fetch_add(secs * 1000, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> UnixMillis {
+        UnixMillis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+pub struct TestHub {
+    pub hub: Hub,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+    pg_admin: Option<(String, String)>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+fn replace_database(url: &str, db: &str) -> String {
+    let (head, tail) = match url.split_once('?') {
+        Some((h, t)) => (h, Some(t)),
+        None => (url, None),
+    };
+    let base = match head.rfind('/') {
+        Some(i) if i > head.find("://").map(|s| s + 2).unwrap_or(0) => &head[..i],
+        _ => head,
+    };
+    match tail {
+        Some(t) => format!("{base}/{db}?{t}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+impl TestHub {
+    /// Starts the demo alliance on a fresh catalog; `tweak` adjusts the configuration first.
+    pub async fn start(backend: &Backend, clock: Option<Arc<dyn Clock>>, tweak: impl FnOnce(&mut Config)) -> TestHub {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = Config::from_toml(yilian_config::DEMO_TOML, "demo").expect("demo config");
+        let mut pg_admin = None;
+        cfg.database.url = match backend {
+            Backend::Sqlite => format!("sqlite://{}/catalog.db?mode=rwc", dir.path().display()),
+            Backend::Postgres(url) => {
+                sqlx::any::install_default_drivers();
+                let name = format!("yilian_t_{}", ulid::Ulid::new().to_string().to_lowercase());
+                let admin = sqlx::AnyPool::connect(url).await.expect("connect to DATABASE_URL");
+                admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create test database");
+                admin.close().await;
+                pg_admin = Some((url.clone(), name.clone()));
+                replace_database(url, &name)
+            }
+        };
+        cfg.blobs.url = format!("file://{}/blobs", dir.path().display());
+        cfg.keys.dir = dir.path().join("keys");
+        cfg.server.http_addr = "127.0.0.1:0".into();
+        tweak(&mut cfg);
+        cfg.validate().expect("valid test config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        cfg.server.public_url = Some(format!("http://{addr}"));
+        let hub = match clock {
+            Some(c) => yilian::open_hub_with_clock(cfg, c).await,
+            None => yilian::open_hub(cfg).await,
+        }
+        .expect("open hub");
+        let h = hub.clone();
+        let server = tokio::spawn(async move {
+            let _ = yilian_server::serve(h, listener, std::future::pending()).await;
+        });
+        TestHub { hub, base: format!("http://{addr}"), http: reqwest::Client::new(), dir, backend: backend.clone(), pg_admin, server }
+    }
+
+    pub async fn token(&self, user: &str) -> String {
+        self.hub.issue_token(user, "test").await.expect("token")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server and drops a PostgreSQL test database.
+    pub async fn finish(self) {
+        self.server.abort();
+        drop(self.hub);
+        if let Some((url, name)) = self.pg_admin {
+            if let Ok(admin) = sqlx::AnyPool::connect(&url).await {
+                let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
+            }
+        }
+    }
+}
+
+/// A multipart/related body of parts, each `application/dicom` unless a type is given.
+pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "yilian-test-boundary-7f3a";
+    let mut body = Vec::new();
+    for (ct, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {ct}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"), body)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_is_replaced_in_urls() {
+        assert_eq!(super::replace_database("postgres://127.0.0.1:5432/test", "x"), "postgres://127.0.0.1:5432/x");
+        assert_eq!(super::replace_database("postgres://u@h/test?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(super::replace_database("postgres://h:5432", "x"), "postgres://h:5432/x");
+    }
+}
