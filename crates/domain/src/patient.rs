@@ -53,7 +53,7 @@ impl ResidentId {
             sum += c.to_digit(10)? * w;
         }
         let expected = CHECK[(sum % 11) as usize];
-        (check.chars().next() == Some(expected)).then_some(ResidentId(upper))
+        check.starts_with(expected).then_some(ResidentId(upper))
     }
 
     pub fn as_str(&self) -> &str {
