@@ -2,6 +2,8 @@
 //! study with STOW-RS, it is routed to the county pool, a reader claims, views, reports and signs it,
 //! and a member-hospital clinician finds it recognised and verifies it online and offline.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use reqwest::StatusCode;
@@ -16,12 +18,28 @@ fn ct(n: u32) -> Vec<u8> {
     instance_bytes(&InstanceSpec::ct(n))
 }
 
-async fn stow(t: &TestHub, token: &str, path: &str, parts: &[(&str, &[u8])]) -> (StatusCode, Value) {
+async fn stow(
+    t: &TestHub,
+    token: &str,
+    path: &str,
+    parts: &[(&str, &[u8])],
+) -> (StatusCode, Value) {
     let (ct, body) = multipart(parts);
-    let resp = t.http.post(t.url(path)).bearer_auth(token).header("content-type", ct).body(body).send().await.expect("stow");
+    let resp = t
+        .http
+        .post(t.url(path))
+        .bearer_auth(token)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .expect("stow");
     let status = resp.status();
     let text = resp.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn failed_reasons(v: &Value) -> Vec<(u64, String)> {
@@ -30,7 +48,12 @@ fn failed_reasons(v: &Value) -> Vec<(u64, String)> {
         .map(|items| {
             items
                 .iter()
-                .map(|i| (i["00081197"]["Value"][0].as_u64().unwrap_or(0), i["00000902"]["Value"][0].as_str().unwrap_or("").to_string()))
+                .map(|i| {
+                    (
+                        i["00081197"]["Value"][0].as_u64().unwrap_or(0),
+                        i["00000902"]["Value"][0].as_str().unwrap_or("").to_string(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -39,7 +62,12 @@ fn failed_reasons(v: &Value) -> Vec<(u64, String)> {
 fn referenced(v: &Value) -> Vec<String> {
     v["00081199"]["Value"]
         .as_array()
-        .map(|items| items.iter().map(|i| i["00081155"]["Value"][0].as_str().unwrap_or("").to_string()).collect())
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| i["00081155"]["Value"][0].as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -62,13 +90,29 @@ async fn skeleton(backend: &Backend) {
 
     // --- 1. Upload
     let (c1, c2, c3) = (ct(1), ct(2), ct(3));
-    let (status, _) = stow(&t, "yl_not-a-token", "/dicomweb/studies", &[("application/dicom", &c1)]).await;
+    let (status, _) = stow(
+        &t,
+        "yl_not-a-token",
+        "/dicomweb/studies",
+        &[("application/dicom", &c1)],
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = stow(&t, &clinician, "/dicomweb/studies", &[("application/dicom", &c1)]).await;
+    let (status, _) = stow(
+        &t,
+        &clinician,
+        "/dicomweb/studies",
+        &[("application/dicom", &c1)],
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a clinician may not upload");
 
     let truncated = &c3[..c3.len() - 100];
-    let no_study = instance_bytes(&InstanceSpec { study_uid: String::new(), sop_uid: "2.25.1001.1.99".into(), ..InstanceSpec::ct(9) });
+    let no_study = instance_bytes(&InstanceSpec {
+        study_uid: String::new(),
+        sop_uid: "2.25.1001.1.99".into(),
+        ..InstanceSpec::ct(9)
+    });
     let (status, body) = stow(
         &t,
         &tech,
@@ -89,56 +133,179 @@ async fn skeleton(backend: &Backend) {
     assert!(reasons.iter().all(|(code, _)| *code == 0xC000));
     assert!(reasons[0].1.contains("DICM"), "{:?}", reasons[0]);
     assert!(reasons[1].1.contains("truncated"), "{:?}", reasons[1]);
-    assert!(reasons[2].1.contains("Study Instance UID"), "{:?}", reasons[2]);
-    assert_eq!(body["00081190"]["Value"][0], json!(format!("{}/dicomweb/studies/{CT}", t.base)));
+    assert!(
+        reasons[2].1.contains("Study Instance UID"),
+        "{:?}",
+        reasons[2]
+    );
+    assert_eq!(
+        body["00081190"]["Value"][0],
+        json!(format!("{}/dicomweb/studies/{CT}", t.base))
+    );
     // Nothing half-written: the failed instances left no catalog rows.
-    assert!(t.hub.catalog.instance(&"2.25.1001.1.3".parse().unwrap()).await.unwrap().is_none());
-    assert!(t.hub.catalog.instance(&"2.25.1001.1.99".parse().unwrap()).await.unwrap().is_none());
+    assert!(
+        t.hub
+            .catalog
+            .instance(&"2.25.1001.1.3".parse().unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        t.hub
+            .catalog
+            .instance(&"2.25.1001.1.99".parse().unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // The original bytes are kept unchanged, with their SHA-256.
-    let stored = t.hub.catalog.instance(&"2.25.1001.1.1".parse().unwrap()).await.unwrap().unwrap();
-    assert_eq!(t.hub.blobs.get(&stored.blob_key).await.unwrap().as_ref(), c1.as_slice());
+    let stored = t
+        .hub
+        .catalog
+        .instance(&"2.25.1001.1.1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        t.hub.blobs.get(&stored.blob_key).await.unwrap().as_ref(),
+        c1.as_slice()
+    );
     assert_eq!(stored.sha256.len(), 64);
 
     // The third instance again, now complete, into the study URL; the first again (same bytes) is a no-op.
-    let (status, body) = stow(&t, &tech, &format!("/dicomweb/studies/{CT}"), &[("application/dicom", &c3), ("application/dicom", &c1)]).await;
+    let (status, body) = stow(
+        &t,
+        &tech,
+        &format!("/dicomweb/studies/{CT}"),
+        &[("application/dicom", &c3), ("application/dicom", &c1)],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(referenced(&body).len(), 2);
     // Same SOP Instance UID, different bytes: refused with a reason, the stored copy untouched.
-    let altered = instance_bytes(&InstanceSpec { patient_name: "Ceshi^Bian".into(), ..InstanceSpec::ct(1) });
-    let (status, body) = stow(&t, &tech, "/dicomweb/studies", &[("application/dicom", &altered)]).await;
+    let altered = instance_bytes(&InstanceSpec {
+        patient_name: "Ceshi^Bian".into(),
+        ..InstanceSpec::ct(1)
+    });
+    let (status, body) = stow(
+        &t,
+        &tech,
+        "/dicomweb/studies",
+        &[("application/dicom", &altered)],
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     let reasons = failed_reasons(&body);
     assert_eq!(reasons[0].0, 0x0111);
     assert!(reasons[0].1.contains("different content"), "{reasons:?}");
-    let stored_again = t.hub.catalog.instance(&"2.25.1001.1.1".parse().unwrap()).await.unwrap().unwrap();
+    let stored_again = t
+        .hub
+        .catalog
+        .instance(&"2.25.1001.1.1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored_again.sha256, stored.sha256);
     // A part sent to the wrong study URL fails alone.
-    let (status, body) = stow(&t, &tech, "/dicomweb/studies/2.25.777", &[("application/dicom", &c2)]).await;
+    let (status, body) = stow(
+        &t,
+        &tech,
+        "/dicomweb/studies/2.25.777",
+        &[("application/dicom", &c2)],
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(failed_reasons(&body)[0].0, 0xA900);
     // Another township cannot add to (or see) this site's study.
-    let (status, body) = stow(&t, &other_tech, "/dicomweb/studies", &[("application/dicom", &ct(4))]).await;
+    let (status, body) = stow(
+        &t,
+        &other_tech,
+        "/dicomweb/studies",
+        &[("application/dicom", &ct(4))],
+    )
+    .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(failed_reasons(&body)[0].0, 0x0124);
 
-    let rendered = format!("/dicomweb/studies/{CT}/series/{SERIES}/instances/2.25.1001.1.1/rendered");
-    let r = t.http.get(t.url(&rendered)).bearer_auth(&other_tech).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::NOT_FOUND, "another site's study looks absent");
-    let r = t.http.get(t.url(&rendered)).bearer_auth(&tech).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "the uploading site sees its own study");
+    let rendered =
+        format!("/dicomweb/studies/{CT}/series/{SERIES}/instances/2.25.1001.1.1/rendered");
+    let r = t
+        .http
+        .get(t.url(&rendered))
+        .bearer_auth(&other_tech)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "another site's study looks absent"
+    );
+    let r = t
+        .http
+        .get(t.url(&rendered))
+        .bearer_auth(&tech)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the uploading site sees its own study"
+    );
 
     // --- 2. Route: nothing on the worklist until the study is complete.
-    let wl: Value = t.http.get(t.url("/api/v1/worklist")).bearer_auth(&reader).send().await.unwrap().json().await.unwrap();
+    let wl: Value = t
+        .http
+        .get(t.url("/api/v1/worklist"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(wl["items"], json!([]));
-    let r = t.http.post(t.url(&format!("/api/v1/studies/{CT}/complete"))).bearer_auth(&other_tech).send().await.unwrap();
+    let r = t
+        .http
+        .post(t.url(&format!("/api/v1/studies/{CT}/complete")))
+        .bearer_auth(&other_tech)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let done: Value = t.http.post(t.url(&format!("/api/v1/studies/{CT}/complete"))).bearer_auth(&tech).send().await.unwrap().json().await.unwrap();
+    let done: Value = t
+        .http
+        .post(t.url(&format!("/api/v1/studies/{CT}/complete")))
+        .bearer_auth(&tech)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(done["state"], "routed", "{done}");
     let exam_id = done["exam_id"].as_str().unwrap().to_string();
-    assert!(done["explanation"].as_str().unwrap().contains("township-ct-mr"), "{done}");
+    assert!(
+        done["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("township-ct-mr"),
+        "{done}"
+    );
 
-    let wl: Value = t.http.get(t.url("/api/v1/worklist")).bearer_auth(&reader).send().await.unwrap().json().await.unwrap();
+    let wl: Value = t
+        .http
+        .get(t.url("/api/v1/worklist"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let items = wl["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{wl}");
     assert_eq!(items[0]["exam_id"], json!(exam_id));
@@ -146,46 +313,131 @@ async fn skeleton(backend: &Backend) {
     assert_eq!(items[0]["priority"], "routine");
     assert_eq!(items[0]["modality"], "CT");
     assert!(items[0]["due_at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(items[0]["patient"]["patient_id_masked"], "HX0*01", "identifiers leave masked");
-    let r = t.http.get(t.url("/api/v1/worklist")).bearer_auth(&clinician).send().await.unwrap();
+    assert_eq!(
+        items[0]["patient"]["patient_id_masked"], "HX0*01",
+        "identifiers leave masked"
+    );
+    let r = t
+        .http
+        .get(t.url("/api/v1/worklist"))
+        .bearer_auth(&clinician)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // --- 3. Read
     let claim = format!("/api/v1/exams/{exam_id}/claim");
-    let r = t.http.post(t.url(&claim)).bearer_auth(&clinician).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN, "a clinician cannot claim");
-    let r = t.http.post(t.url(&claim)).bearer_auth(&reader).send().await.unwrap();
+    let r = t
+        .http
+        .post(t.url(&claim))
+        .bearer_auth(&clinician)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a clinician cannot claim"
+    );
+    let r = t
+        .http
+        .post(t.url(&claim))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let claimed: Value = r.json().await.unwrap();
     assert_eq!(claimed["claimed_by"], "li.reader");
-    let r = t.http.post(t.url(&claim)).bearer_auth(&reader2).send().await.unwrap();
+    let r = t
+        .http
+        .post(t.url(&claim))
+        .bearer_auth(&reader2)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT, "one exam, one reader");
     let err: Value = r.json().await.unwrap();
     assert_eq!(err["code"], "exam_claimed");
 
-    let exam: Value = t.http.get(t.url(&format!("/api/v1/exams/{exam_id}"))).bearer_auth(&reader).send().await.unwrap().json().await.unwrap();
+    let exam: Value = t
+        .http
+        .get(t.url(&format!("/api/v1/exams/{exam_id}")))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(exam["instances"].as_array().unwrap().len(), 3);
-    let png = t.http.get(t.url(&rendered)).bearer_auth(&reader).header("accept", "image/png").send().await.unwrap();
+    let png = t
+        .http
+        .get(t.url(&rendered))
+        .bearer_auth(&reader)
+        .header("accept", "image/png")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(png.status(), StatusCode::OK);
     assert_eq!(png.headers()["content-type"], "image/png");
-    let img = image::load_from_memory(&png.bytes().await.unwrap()).unwrap().to_luma8();
+    let img = image::load_from_memory(&png.bytes().await.unwrap())
+        .unwrap()
+        .to_luma8();
     assert_eq!((img.width(), img.height()), (64, 64));
     let (air, tissue) = (img.get_pixel(0, 0)[0], img.get_pixel(32, 32)[0]);
     assert_eq!(air, 0, "air is black under the dataset's 40/400 window");
     assert!(tissue > 40 && tissue < 220, "tissue is grey: {tissue}");
-    let wide = t.http.get(t.url(&format!("{rendered}?window=-1000,10"))).bearer_auth(&reader).header("accept", "image/png").send().await.unwrap();
-    let img2 = image::load_from_memory(&wide.bytes().await.unwrap()).unwrap().to_luma8();
-    assert_eq!(img2.get_pixel(32, 32)[0], 255, "window= overrides the dataset's window");
-    let jpeg = t.http.get(t.url(&rendered)).bearer_auth(&reader).send().await.unwrap();
+    let wide = t
+        .http
+        .get(t.url(&format!("{rendered}?window=-1000,10")))
+        .bearer_auth(&reader)
+        .header("accept", "image/png")
+        .send()
+        .await
+        .unwrap();
+    let img2 = image::load_from_memory(&wide.bytes().await.unwrap())
+        .unwrap()
+        .to_luma8();
+    assert_eq!(
+        img2.get_pixel(32, 32)[0],
+        255,
+        "window= overrides the dataset's window"
+    );
+    let jpeg = t
+        .http
+        .get(t.url(&rendered))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(jpeg.headers()["content-type"], "image/jpeg");
     assert_eq!(&jpeg.bytes().await.unwrap()[..2], &[0xFF, 0xD8]);
-    let bad = t.http.get(t.url(&format!("{rendered}?window=wide"))).bearer_auth(&reader).send().await.unwrap();
+    let bad = t
+        .http
+        .get(t.url(&format!("{rendered}?window=wide")))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 
     // --- 4. Report and sign
     let report_url = format!("/api/v1/exams/{exam_id}/report");
-    let r = t.http.put(t.url(&report_url)).bearer_auth(&reader2).json(&json!({"findings": "x", "impression": "y"})).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::CONFLICT, "only the lease holder writes");
+    let r = t
+        .http
+        .put(t.url(&report_url))
+        .bearer_auth(&reader2)
+        .json(&json!({"findings": "x", "impression": "y"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CONFLICT,
+        "only the lease holder writes"
+    );
     let r = t
         .http
         .put(t.url(&report_url))
@@ -195,27 +447,94 @@ async fn skeleton(backend: &Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let signed: Value = t.http.post(t.url(&format!("{report_url}/sign"))).bearer_auth(&reader).send().await.unwrap().json().await.unwrap();
-    let report_id = signed["report"]["report_id"].as_str().expect("signed document").to_string();
+    let signed: Value = t
+        .http
+        .post(t.url(&format!("{report_url}/sign")))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let report_id = signed["report"]["report_id"]
+        .as_str()
+        .expect("signed document")
+        .to_string();
     assert_eq!(signed["report"]["findings"], "双肺纹理清晰，未见实变影。");
     assert_eq!(signed["report"]["results"].as_array().unwrap().len(), 3);
     assert_eq!(signed["report"]["signer"]["username"], "li.reader");
     assert_eq!(signed["signature"]["algorithm"], "Ed25519");
     // A signed report can no longer change.
-    let r = t.http.put(t.url(&report_url)).bearer_auth(&reader).json(&json!({"findings": "改", "impression": "改"})).send().await.unwrap();
+    let r = t
+        .http
+        .put(t.url(&report_url))
+        .bearer_auth(&reader)
+        .json(&json!({"findings": "改", "impression": "改"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
-    let r = t.http.post(t.url(&format!("{report_url}/sign"))).bearer_auth(&reader).send().await.unwrap();
+    let r = t
+        .http
+        .post(t.url(&format!("{report_url}/sign")))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
-    let wl: Value = t.http.get(t.url("/api/v1/worklist")).bearer_auth(&reader).send().await.unwrap().json().await.unwrap();
+    let wl: Value = t
+        .http
+        .get(t.url("/api/v1/worklist"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(wl["items"], json!([]), "a signed exam leaves the worklist");
-    let status: Value = t.http.get(t.url(&format!("/api/v1/studies/{CT}"))).bearer_auth(&tech).send().await.unwrap().json().await.unwrap();
-    assert_eq!(status["report_id"], json!(report_id), "the uploader sees the report is back");
+    let status: Value = t
+        .http
+        .get(t.url(&format!("/api/v1/studies/{CT}")))
+        .bearer_auth(&tech)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["report_id"],
+        json!(report_id),
+        "the uploader sees the report is back"
+    );
 
     // --- 5. Publish and reuse
-    let r = t.http.get(t.url("/api/v1/results?patient_id=HX0001&issuer=HX")).bearer_auth(&tech).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN, "a tech does not search patients");
-    let r = t.http.get(t.url("/api/v1/results?patient_id=HX0001&issuer=HX")).bearer_auth(&admin).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN, "an admin reads no clinical data");
+    let r = t
+        .http
+        .get(t.url("/api/v1/results?patient_id=HX0001&issuer=HX"))
+        .bearer_auth(&tech)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "a tech does not search patients"
+    );
+    let r = t
+        .http
+        .get(t.url("/api/v1/results?patient_id=HX0001&issuer=HX"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "an admin reads no clinical data"
+    );
     let results: Value = t
         .http
         .get(t.url("/api/v1/results?patient_id=HX0001&issuer=HX&purpose=outpatient-followup"))
@@ -234,25 +553,74 @@ async fn skeleton(backend: &Backend) {
     assert_eq!(item["recognition"]["recognised"], true, "{item}");
     assert_eq!(item["recognition"]["mark"], "HR");
     assert_eq!(item["recognition"]["scope"], "alliance");
-    assert_eq!(item["recognition"]["valid_until"], "2027-05-19T00:00:00.000Z", "study date 2026-11-20 + 180 days");
+    assert_eq!(
+        item["recognition"]["valid_until"], "2027-05-19T00:00:00.000Z",
+        "study date 2026-11-20 + 180 days"
+    );
     assert_eq!(item["patient"]["name_masked"], "C****^Y*");
-    let unknown: Value =
-        t.http.get(t.url("/api/v1/results?patient_id=HX0001&issuer=DS")).bearer_auth(&clinician).send().await.unwrap().json().await.unwrap();
-    assert_eq!(unknown["items"], json!([]), "a local ID means nothing without its issuer");
+    let unknown: Value = t
+        .http
+        .get(t.url("/api/v1/results?patient_id=HX0001&issuer=DS"))
+        .bearer_auth(&clinician)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        unknown["items"],
+        json!([]),
+        "a local ID means nothing without its issuer"
+    );
 
     // The clinician can now open the images of the published study.
-    let r = t.http.get(t.url(&rendered)).bearer_auth(&clinician).send().await.unwrap();
+    let r = t
+        .http
+        .get(t.url(&rendered))
+        .bearer_auth(&clinician)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 
-    let verify: Value = t.http.get(t.url(&format!("/api/v1/reports/{report_id}/verify"))).bearer_auth(&clinician).send().await.unwrap().json().await.unwrap();
+    let verify: Value = t
+        .http
+        .get(t.url(&format!("/api/v1/reports/{report_id}/verify")))
+        .bearer_auth(&clinician)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(verify["valid"], true, "{verify}");
     assert_eq!(verify["latest"], true);
 
-    let doc_text = t.http.get(t.url(&format!("/api/v1/reports/{report_id}"))).bearer_auth(&clinician).send().await.unwrap().text().await.unwrap();
-    let keys_text = t.http.get(t.url("/api/v1/keys")).bearer_auth(&clinician).send().await.unwrap().text().await.unwrap();
+    let doc_text = t
+        .http
+        .get(t.url(&format!("/api/v1/reports/{report_id}")))
+        .bearer_auth(&clinician)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let keys_text = t
+        .http
+        .get(t.url("/api/v1/keys"))
+        .bearer_auth(&clinician)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let doc: yilian_signing::SignedDocument = serde_json::from_str(&doc_text).unwrap();
     let keys: Value = serde_json::from_str(&keys_text).unwrap();
-    let keys: Vec<yilian_signing::PublicKeyRecord> = serde_json::from_value(keys["keys"].clone()).unwrap();
+    let keys: Vec<yilian_signing::PublicKeyRecord> =
+        serde_json::from_value(keys["keys"].clone()).unwrap();
     assert!(yilian_signing::verify_document(&doc, &keys).is_ok());
 
     // Offline, with the real binary: the untouched document verifies, an altered one does not.
@@ -264,25 +632,55 @@ async fn skeleton(backend: &Backend) {
     std::fs::write(dir.join("altered.json"), altered.to_string()).unwrap();
     let run = |file: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_yilian"))
-            .args(["verify", dir.join(file).to_str().unwrap(), "--keys", dir.join("keys.json").to_str().unwrap()])
+            .args([
+                "verify",
+                dir.join(file).to_str().unwrap(),
+                "--keys",
+                dir.join("keys.json").to_str().unwrap(),
+            ])
             .output()
             .expect("run yilian verify")
     };
     let ok = run("report.json");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).starts_with("VALID"));
     let bad = run("altered.json");
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("INVALID"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("INVALID"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
     // Every look at patient data was recorded.
     let audit = t.hub.catalog.audit_events(500).await.unwrap();
-    for action in ["dicom.store", "dicom.render", "exam.claim", "report.sign", "results.lookup", "report.verify", "report.read"] {
-        assert!(audit.iter().any(|e| e.action == action), "no audit event {action}");
+    for action in [
+        "dicom.store",
+        "dicom.render",
+        "exam.claim",
+        "report.sign",
+        "results.lookup",
+        "report.verify",
+        "report.read",
+    ] {
+        assert!(
+            audit.iter().any(|e| e.action == action),
+            "no audit event {action}"
+        );
     }
-    let lookup = audit.iter().find(|e| e.action == "results.lookup" && e.detail.contains("purpose=outpatient-followup")).unwrap();
+    let lookup = audit
+        .iter()
+        .find(|e| e.action == "results.lookup" && e.detail.contains("purpose=outpatient-followup"))
+        .unwrap();
     assert_eq!(lookup.actor, "zhao.clinician");
-    assert!(!lookup.resource_id.contains("HX0001"), "audit keeps identifiers masked");
+    assert!(
+        !lookup.resource_id.contains("HX0001"),
+        "audit keeps identifiers masked"
+    );
     t.finish().await;
 }
 
@@ -297,26 +695,96 @@ async fn quiet_period_routing_and_lease_expiry() {
         })
         .await;
         let tech = t.token("chen.tech").await;
-        let dx = yilian_fixtures::committed_fixtures().into_iter().find(|(n, _)| n.starts_with("dx")).unwrap().1;
-        let (status, _) = stow(&t, &tech, "/dicomweb/studies", &[("application/dicom", &dx)]).await;
+        let dx = yilian_fixtures::committed_fixtures()
+            .into_iter()
+            .find(|(n, _)| n.starts_with("dx"))
+            .unwrap()
+            .1;
+        let (status, _) = stow(
+            &t,
+            &tech,
+            "/dicomweb/studies",
+            &[("application/dicom", &dx)],
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
-        assert!(t.hub.route_due_studies().await.unwrap().is_empty(), "still within the quiet period");
+        assert!(
+            t.hub.route_due_studies().await.unwrap().is_empty(),
+            "still within the quiet period"
+        );
         clock.advance_secs(61);
         let routed = t.hub.route_due_studies().await.unwrap();
         assert_eq!(routed.len(), 1);
-        assert!(t.hub.route_due_studies().await.unwrap().is_empty(), "routing happens once");
+        assert!(
+            t.hub.route_due_studies().await.unwrap().is_empty(),
+            "routing happens once"
+        );
 
         let (a, b) = (t.token("li.reader").await, t.token("zhou.reader").await);
-        let wl: Value = t.http.get(t.url("/api/v1/worklist")).bearer_auth(&a).send().await.unwrap().json().await.unwrap();
+        let wl: Value = t
+            .http
+            .get(t.url("/api/v1/worklist"))
+            .bearer_auth(&a)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let exam_id = wl["items"][0]["exam_id"].as_str().unwrap().to_string();
-        assert!(wl["items"][0]["route"]["explanation"].as_str().unwrap().contains("\"xray\""), "{wl}");
+        assert!(
+            wl["items"][0]["route"]["explanation"]
+                .as_str()
+                .unwrap()
+                .contains("\"xray\""),
+            "{wl}"
+        );
         let claim = t.url(&format!("/api/v1/exams/{exam_id}/claim"));
-        assert_eq!(t.http.post(&claim).bearer_auth(&a).send().await.unwrap().status(), StatusCode::OK);
-        assert_eq!(t.http.post(&claim).bearer_auth(&b).send().await.unwrap().status(), StatusCode::CONFLICT);
+        assert_eq!(
+            t.http
+                .post(&claim)
+                .bearer_auth(&a)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            t.http
+                .post(&claim)
+                .bearer_auth(&b)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::CONFLICT
+        );
         clock.advance_secs(301);
-        assert_eq!(t.http.post(&claim).bearer_auth(&b).send().await.unwrap().status(), StatusCode::OK, "the lapsed lease is claimable");
-        let r = t.http.put(t.url(&format!("/api/v1/exams/{exam_id}/report"))).bearer_auth(&a).json(&json!({"findings": "a", "impression": "b"})).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::CONFLICT, "the first reader lost the exam");
+        assert_eq!(
+            t.http
+                .post(&claim)
+                .bearer_auth(&b)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK,
+            "the lapsed lease is claimable"
+        );
+        let r = t
+            .http
+            .put(t.url(&format!("/api/v1/exams/{exam_id}/report")))
+            .bearer_auth(&a)
+            .json(&json!({"findings": "a", "impression": "b"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CONFLICT,
+            "the first reader lost the exam"
+        );
 
         // DX from 东山 is QC-qualified; its result is recognised until the DX window (90 days) ends.
         let sign = t
@@ -329,17 +797,49 @@ async fn quiet_period_routing_and_lease_expiry() {
             .unwrap();
         assert_eq!(sign.status(), StatusCode::OK);
         let clinician = t.token("zhao.clinician").await;
-        let results: Value =
-            t.http.get(t.url("/api/v1/results?patient_id=DS0042&issuer=DS")).bearer_auth(&clinician).send().await.unwrap().json().await.unwrap();
-        assert_eq!(results["items"][0]["recognition"]["recognised"], true, "{results}");
+        let results: Value = t
+            .http
+            .get(t.url("/api/v1/results?patient_id=DS0042&issuer=DS"))
+            .bearer_auth(&clinician)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            results["items"][0]["recognition"]["recognised"], true,
+            "{results}"
+        );
         clock.advance_secs(200 * 86_400);
-        let expired = t.http.get(t.url("/api/v1/results?patient_id=DS0042&issuer=DS")).bearer_auth(&clinician).send().await.unwrap();
-        assert_eq!(expired.status(), StatusCode::UNAUTHORIZED, "tokens expire (30 days in the demo)");
+        let expired = t
+            .http
+            .get(t.url("/api/v1/results?patient_id=DS0042&issuer=DS"))
+            .bearer_auth(&clinician)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            expired.status(),
+            StatusCode::UNAUTHORIZED,
+            "tokens expire (30 days in the demo)"
+        );
         let clinician = t.token("zhao.clinician").await;
-        let results: Value =
-            t.http.get(t.url("/api/v1/results?patient_id=DS0042&issuer=DS")).bearer_auth(&clinician).send().await.unwrap().json().await.unwrap();
+        let results: Value = t
+            .http
+            .get(t.url("/api/v1/results?patient_id=DS0042&issuer=DS"))
+            .bearer_auth(&clinician)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(results["items"][0]["recognition"]["recognised"], false);
-        assert_eq!(results["items"][0]["recognition"]["reasons"], json!(["older than its validity window"]));
+        assert_eq!(
+            results["items"][0]["recognition"]["reasons"],
+            json!(["older than its validity window"])
+        );
         t.finish().await;
     }
 }
@@ -358,25 +858,87 @@ async fn recognition_needs_qc_and_links_by_resident_id() {
         sop_uid: "2.25.3003.1.1".into(),
         ..InstanceSpec::ct(1)
     };
-    let (status, _) = stow(&t, &tech, "/dicomweb/studies", &[("application/dicom", &instance_bytes(&spec))]).await;
+    let (status, _) = stow(
+        &t,
+        &tech,
+        "/dicomweb/studies",
+        &[("application/dicom", &instance_bytes(&spec))],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let done: Value = t.http.post(t.url("/api/v1/studies/2.25.3003/complete")).bearer_auth(&tech).json(&json!({"urgent": true, "urgent_reason": "胸痛待查"})).send().await.unwrap().json().await.unwrap();
+    let done: Value = t
+        .http
+        .post(t.url("/api/v1/studies/2.25.3003/complete"))
+        .bearer_auth(&tech)
+        .json(&json!({"urgent": true, "urgent_reason": "胸痛待查"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let exam_id = done["exam_id"].as_str().unwrap();
     let reader = t.token("li.reader").await;
-    let wl: Value = t.http.get(t.url("/api/v1/worklist")).bearer_auth(&reader).send().await.unwrap().json().await.unwrap();
-    assert_eq!(wl["items"][0]["priority"], "urgent", "the uploader's urgency raises priority");
-    t.http.post(t.url(&format!("/api/v1/exams/{exam_id}/claim"))).bearer_auth(&reader).send().await.unwrap();
-    let r = t.http.post(t.url(&format!("/api/v1/exams/{exam_id}/report/sign"))).bearer_auth(&reader).json(&json!({"findings": "", "impression": "x"})).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an empty report is not signed");
-    let r = t.http.post(t.url(&format!("/api/v1/exams/{exam_id}/report/sign"))).bearer_auth(&reader).json(&json!({"findings": "见结节", "impression": "右肺小结节"})).send().await.unwrap();
+    let wl: Value = t
+        .http
+        .get(t.url("/api/v1/worklist"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        wl["items"][0]["priority"], "urgent",
+        "the uploader's urgency raises priority"
+    );
+    t.http
+        .post(t.url(&format!("/api/v1/exams/{exam_id}/claim")))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    let r = t
+        .http
+        .post(t.url(&format!("/api/v1/exams/{exam_id}/report/sign")))
+        .bearer_auth(&reader)
+        .json(&json!({"findings": "", "impression": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "an empty report is not signed"
+    );
+    let r = t
+        .http
+        .post(t.url(&format!("/api/v1/exams/{exam_id}/report/sign")))
+        .bearer_auth(&reader)
+        .json(&json!({"findings": "见结节", "impression": "右肺小结节"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let clinician = t.token("zhao.clinician").await;
     // Found by resident ID alone, whatever issuer the caller names.
-    let results: Value =
-        t.http.get(t.url("/api/v1/results?patient_id=11010519491231002X")).bearer_auth(&clinician).send().await.unwrap().json().await.unwrap();
+    let results: Value = t
+        .http
+        .get(t.url("/api/v1/results?patient_id=11010519491231002X"))
+        .bearer_auth(&clinician)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let item = &results["items"][0];
     assert_eq!(item["recognition"]["recognised"], false, "{results}");
-    assert_eq!(item["recognition"]["reasons"], json!(["performing site is not QC-qualified for CT"]));
+    assert_eq!(
+        item["recognition"]["reasons"],
+        json!(["performing site is not QC-qualified for CT"])
+    );
     assert_eq!(item["patient"]["patient_id_masked"], "110*************2X");
     t.finish().await;
 }
@@ -388,13 +950,28 @@ async fn limits_and_media_types() {
     let t = TestHub::start(&Backend::Sqlite, None, |c| c.server.max_body_bytes = 12_000).await;
     let tech = t.token("wang.tech").await;
     let (c1, c2) = (ct(1), ct(2));
-    let (status, body) = stow(&t, &tech, "/dicomweb/studies", &[("application/dicom", &c1), ("application/dicom", &c2)]).await;
+    let (status, body) = stow(
+        &t,
+        &tech,
+        "/dicomweb/studies",
+        &[("application/dicom", &c1), ("application/dicom", &c2)],
+    )
+    .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["code"], "payload_too_large");
-    assert!(t.hub.catalog.instance(&"2.25.1001.1.1".parse().unwrap()).await.unwrap().is_none(), "a declared oversize body stores nothing");
+    assert!(
+        t.hub
+            .catalog
+            .instance(&"2.25.1001.1.1".parse().unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "a declared oversize body stores nothing"
+    );
     // The same with a streamed (chunked) body that declares no length.
     let (ctype, bytes) = multipart(&[("application/dicom", &c1), ("application/dicom", &c2)]);
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = bytes.chunks(4096).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(4096).map(|c| Ok(c.to_vec())).collect();
     let r = t
         .http
         .post(t.url("/dicomweb/studies"))
@@ -407,21 +984,68 @@ async fn limits_and_media_types() {
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // Whether the first (whole) part was stored depends on how far the parser read ahead before the limit
     // hit; the part that crossed the limit is never stored, and resending is safe either way.
-    assert!(t.hub.catalog.instance(&"2.25.1001.1.2".parse().unwrap()).await.unwrap().is_none(), "the cut part was not stored");
-    let (status, _) = stow(&t, &tech, "/dicomweb/studies", &[("application/dicom", &c1)]).await;
-    assert_eq!(status, StatusCode::OK, "resending what was stored is a no-op success");
-    let r = t.http.post(t.url("/dicomweb/studies")).bearer_auth(&tech).header("content-type", "application/dicom").body(c1.clone()).send().await.unwrap();
+    assert!(
+        t.hub
+            .catalog
+            .instance(&"2.25.1001.1.2".parse().unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "the cut part was not stored"
+    );
+    let (status, _) = stow(
+        &t,
+        &tech,
+        "/dicomweb/studies",
+        &[("application/dicom", &c1)],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "resending what was stored is a no-op success"
+    );
+    let r = t
+        .http
+        .post(t.url("/dicomweb/studies"))
+        .bearer_auth(&tech)
+        .header("content-type", "application/dicom")
+        .body(c1.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (status, _) = stow(&t, &tech, "/dicomweb/studies", &[("text/plain", b"hello")]).await;
     assert_eq!(status, StatusCode::CONFLICT, "a non-DICOM part fails");
-    let r = t.http.get(t.url("/api/v1/nothing-here")).send().await.unwrap();
+    let r = t
+        .http
+        .get(t.url("/api/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = t.http.get(t.url("/api/v1/worklist")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
-    let h: Value = t.http.get(t.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    let h: Value = t
+        .http
+        .get(t.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h["status"], "ready");
-    let doc: Value = t.http.get(t.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = t
+        .http
+        .get(t.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["paths"]["/api/v1/results"]["get"].is_object());
     t.finish().await;
 }

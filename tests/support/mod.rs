@@ -79,7 +79,11 @@ fn replace_database(url: &str, db: &str) -> String {
 
 impl TestHub {
     /// Starts the demo alliance on a fresh catalog; `tweak` adjusts the configuration first.
-    pub async fn start(backend: &Backend, clock: Option<Arc<dyn Clock>>, tweak: impl FnOnce(&mut Config)) -> TestHub {
+    pub async fn start(
+        backend: &Backend,
+        clock: Option<Arc<dyn Clock>>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestHub {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = Config::from_toml(yilian_config::DEMO_TOML, "demo").expect("demo config");
         let mut pg_admin = None;
@@ -88,8 +92,13 @@ impl TestHub {
             Backend::Postgres(url) => {
                 sqlx::any::install_default_drivers();
                 let name = format!("yilian_t_{}", ulid::Ulid::new().to_string().to_lowercase());
-                let admin = sqlx::AnyPool::connect(url).await.expect("connect to DATABASE_URL");
-                admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create test database");
+                let admin = sqlx::AnyPool::connect(url)
+                    .await
+                    .expect("connect to DATABASE_URL");
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .expect("create test database");
                 admin.close().await;
                 pg_admin = Some((url.clone(), name.clone()));
                 replace_database(url, &name)
@@ -100,7 +109,9 @@ impl TestHub {
         cfg.server.http_addr = "127.0.0.1:0".into();
         tweak(&mut cfg);
         cfg.validate().expect("valid test config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         cfg.server.public_url = Some(format!("http://{addr}"));
         let hub = match clock {
@@ -112,7 +123,15 @@ impl TestHub {
         let server = tokio::spawn(async move {
             let _ = yilian_server::serve(h, listener, std::future::pending()).await;
         });
-        TestHub { hub, base: format!("http://{addr}"), http: reqwest::Client::new(), dir, backend: backend.clone(), pg_admin, server }
+        TestHub {
+            hub,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            dir,
+            backend: backend.clone(),
+            pg_admin,
+            server,
+        }
     }
 
     pub async fn token(&self, user: &str) -> String {
@@ -127,10 +146,14 @@ impl TestHub {
     pub async fn finish(self) {
         self.server.abort();
         drop(self.hub);
-        if let Some((url, name)) = self.pg_admin {
-            if let Ok(admin) = sqlx::AnyPool::connect(&url).await {
-                let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).await;
-            }
+        if let Some((url, name)) = self.pg_admin
+            && let Ok(admin) = sqlx::AnyPool::connect(&url).await
+        {
+            let _ = admin
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .await;
         }
     }
 }
@@ -145,15 +168,27 @@ pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"), body)
+    (
+        format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"),
+        body,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn database_is_replaced_in_urls() {
-        assert_eq!(super::replace_database("postgres://127.0.0.1:5432/test", "x"), "postgres://127.0.0.1:5432/x");
-        assert_eq!(super::replace_database("postgres://u@h/test?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
-        assert_eq!(super::replace_database("postgres://h:5432", "x"), "postgres://h:5432/x");
+        assert_eq!(
+            super::replace_database("postgres://127.0.0.1:5432/test", "x"),
+            "postgres://127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            super::replace_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            super::replace_database("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
     }
 }

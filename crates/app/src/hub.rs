@@ -82,6 +82,7 @@ impl Hub {
     }
 
     /// Records an access. An audit failure fails the request: no unrecorded look at patient data.
+    #[allow(clippy::too_many_arguments)]
     pub async fn audit(
         &self,
         who: &Principal,
@@ -130,11 +131,11 @@ impl Hub {
     pub async fn ensure_reader_keys(&self) -> Result<usize, PortError> {
         let mut n = 0;
         for u in &self.config.users {
-            if let Some(user) = self.config.user(&u.username) {
-                if user.role == yilian_domain::Role::Reader {
-                    self.signing_key(&user.username).await?;
-                    n += 1;
-                }
+            if let Some(user) = self.config.user(&u.username)
+                && user.role == yilian_domain::Role::Reader
+            {
+                self.signing_key(&user.username).await?;
+                n += 1;
             }
         }
         Ok(n)

@@ -102,16 +102,16 @@ impl Hub {
         let meta = parse_dicom(&bytes)
             .map_err(|e| Failure::of(None, FailureReason::CannotUnderstand, e.to_string()))?;
         let fail = |reason, msg: String| Failure::of(Some(&meta), reason, msg);
-        if let Some(expected) = expected_study {
-            if expected != &meta.study_instance_uid {
-                return Err(fail(
-                    FailureReason::StudyMismatch,
-                    format!(
-                        "the instance belongs to study {} but was sent to study {expected}",
-                        meta.study_instance_uid
-                    ),
-                ));
-            }
+        if let Some(expected) = expected_study
+            && expected != &meta.study_instance_uid
+        {
+            return Err(fail(
+                FailureReason::StudyMismatch,
+                format!(
+                    "the instance belongs to study {} but was sent to study {expected}",
+                    meta.study_instance_uid
+                ),
+            ));
         }
         let sha = hex::encode(Sha256::digest(&bytes));
         let stored = Stored {
@@ -149,13 +149,12 @@ impl Hub {
             .study(&meta.study_instance_uid)
             .await
             .map_err(backend)?
+            && &study.site != site
         {
-            if &study.site != site {
-                return Err(fail(
-                    FailureReason::NotAuthorized,
-                    "the study was uploaded by another site".into(),
-                ));
-            }
+            return Err(fail(
+                FailureReason::NotAuthorized,
+                "the study was uploaded by another site".into(),
+            ));
         }
         let site_cfg = self.config.site(site.as_str());
         let default_issuer = site_cfg

@@ -168,7 +168,10 @@ mod tests {
         ])
     }
 
-    fn toml_rules(r: &[(&str, &[&str], &[&str], &str, &str, i64)]) -> RoutingRules {
+    /// (name, sites, modalities, pool, priority, sla_minutes)
+    type RuleRow<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a str, &'a str, i64);
+
+    fn toml_rules(r: &[RuleRow<'_>]) -> RoutingRules {
         RoutingRules {
             rules: r
                 .iter()

@@ -45,12 +45,12 @@ impl Window {
             .trim()
             .parse()
             .map_err(|_| bad())?;
-        if let Some(f) = it.next() {
-            if !f.trim().eq_ignore_ascii_case("linear") {
-                return Err(RenderError::BadWindow(format!(
-                    "{s} (only the linear function is supported)"
-                )));
-            }
+        if let Some(f) = it.next()
+            && !f.trim().eq_ignore_ascii_case("linear")
+        {
+            return Err(RenderError::BadWindow(format!(
+                "{s} (only the linear function is supported)"
+            )));
         }
         if it.next().is_some() || !center.is_finite() || !width.is_finite() || width < 1.0 {
             return Err(bad());

@@ -74,16 +74,15 @@ impl SqlCatalog {
         } else {
             Backend::Postgres
         };
-        if let Some(path) = sqlite_path(url) {
-            if let Some(parent) = std::path::Path::new(path)
+        if let Some(path) = sqlite_path(url)
+            && let Some(parent) = std::path::Path::new(path)
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(parent).map_err(|source| StoreError::Dir {
-                    path: parent.display().to_string(),
-                    source,
-                })?;
-            }
+        {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Dir {
+                path: parent.display().to_string(),
+                source,
+            })?;
         }
         let mut opts = AnyPoolOptions::new().max_connections(max_connections.max(1));
         if backend == Backend::Sqlite {
