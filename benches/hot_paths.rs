@@ -1,1 +1,120 @@
-fn main() {}
+//! Criterion benches for the hot paths of the walking skeleton. Each group carries its own baseline so
+//! BENCHMARKS.md can quote ratios measured in one run:
+//! - ingest parse: full Part 10 parse (what ingest does, pixels read as bytes, not decoded) vs. a
+//!   metadata-only read that stops at Pixel Data;
+//! - render: PNG vs JPEG of a 512×512 16-bit CT frame with the dataset window;
+//! - signing: RFC 8785 canonicalisation + Ed25519 sign + verify of a report vs. SHA-256 of the same bytes.
+
+use std::hint::black_box;
+use std::io::Cursor;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dicom_object::{OpenFileOptions, file::ReadPreamble};
+use sha2::{Digest, Sha256};
+use yilian_fixtures::{InstanceSpec, instance_bytes};
+use yilian_render::{OutputFormat, RenderOptions, render};
+use yilian_signing::{
+    PublicKeyRecord, SignatureBlock, SignedDocument, SigningKeyPair, canonicalize, verify_document,
+};
+
+fn ct512() -> Vec<u8> {
+    instance_bytes(&InstanceSpec {
+        rows: 512,
+        columns: 512,
+        ..InstanceSpec::ct(1)
+    })
+}
+
+fn ingest_parse(c: &mut Criterion) {
+    let bytes = ct512();
+    let mut g = c.benchmark_group("ingest_parse_ct512");
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("metadata_only_baseline", |b| {
+        b.iter(|| {
+            OpenFileOptions::new()
+                .read_preamble(ReadPreamble::Never)
+                .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+                .from_reader(Cursor::new(&bytes[128..]))
+                .map(|o| black_box(o.meta().transfer_syntax().len()))
+        })
+    });
+    g.bench_function("parse_dicom_full", |b| {
+        b.iter(|| yilian_formats::parse_dicom(black_box(&bytes)).map(|m| m.rows))
+    });
+    g.finish();
+}
+
+fn rendering(c: &mut Criterion) {
+    let bytes = ct512();
+    let obj = yilian_formats::dicom::open(&bytes).expect("fixture opens");
+    let mut g = c.benchmark_group("render_ct512");
+    g.sample_size(20);
+    g.bench_function("png", |b| {
+        b.iter(|| {
+            render(
+                &obj,
+                &RenderOptions {
+                    format: OutputFormat::Png,
+                    ..Default::default()
+                },
+            )
+            .map(|v| v.len())
+        })
+    });
+    g.bench_function("jpeg_q90", |b| {
+        b.iter(|| {
+            render(
+                &obj,
+                &RenderOptions {
+                    format: OutputFormat::Jpeg,
+                    ..Default::default()
+                },
+            )
+            .map(|v| v.len())
+        })
+    });
+    g.finish();
+}
+
+fn signing(c: &mut Criterion) {
+    let key = SigningKeyPair::generate().expect("random");
+    let results: Vec<serde_json::Value> = (0..200)
+        .map(|i| serde_json::json!({"sop_instance_uid": format!("2.25.1001.1.{i}"), "sop_class_uid": "1.2.840.10008.5.1.4.1.1.2", "sha256": "ab".repeat(32)}))
+        .collect();
+    let report = serde_json::json!({
+        "schema": "yilian.report.v1", "report_id": "01JABCDEF", "version": 1,
+        "results": results, "findings": "双肺纹理清晰，未见实变影。".repeat(10), "impression": "胸部CT平扫未见明显异常。",
+        "signer": {"username": "li.reader", "key_id": key.key_id()}, "signed_at": "2026-11-23T10:00:00.000Z",
+    });
+    let canonical = canonicalize(&report).expect("canonical");
+    let doc = SignedDocument {
+        report: report.clone(),
+        signature: SignatureBlock {
+            algorithm: "Ed25519".into(),
+            key_id: key.key_id(),
+            value: key.sign_base64(canonical.as_bytes()),
+        },
+    };
+    let keys = vec![PublicKeyRecord {
+        key_id: key.key_id(),
+        algorithm: "Ed25519".into(),
+        public_key: key.public_key_base64(),
+        owner: "li.reader".into(),
+        valid_from: "2026-01-01T00:00:00.000Z".into(),
+        valid_to: "2028-01-01T00:00:00.000Z".into(),
+    }];
+    let mut g = c.benchmark_group("report_200_instances");
+    g.bench_function("sha256_baseline", |b| {
+        b.iter(|| Sha256::digest(black_box(canonical.as_bytes())))
+    });
+    g.bench_function("canonicalize_and_sign", |b| {
+        b.iter(|| canonicalize(black_box(&report)).map(|c| key.sign_base64(c.as_bytes())))
+    });
+    g.bench_function("verify_document", |b| {
+        b.iter(|| verify_document(black_box(&doc), &keys).is_ok())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ingest_parse, rendering, signing);
+criterion_main!(benches);

@@ -485,6 +485,16 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_documents_valid_keys() {
+        let text = include_str!("../../../config/yilian.example.toml");
+        let mut c = Config::from_toml(text, "yilian.example.toml").unwrap();
+        // The example points at a secret file; supply the secret instead for the check.
+        c.alliance.patient_key_secret_file = None;
+        c.alliance.patient_key_secret = Some("x".repeat(16));
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn environment_overrides_apply() {
         let mut c = Config::from_toml(DEMO_TOML, "demo").unwrap();
         c.finish(|k| (k == "YILIAN_DATABASE_URL").then(|| "postgres://x/y".to_string()))
