@@ -13,6 +13,8 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use axum::response::IntoResponse;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use yilian_app::Hub;
 
@@ -77,6 +79,11 @@ pub fn router(hub: Hub) -> Router {
         .merge(dicomweb)
         .merge(api)
         .fallback(api::not_found)
+        // A bug must not take the connection down silently: a panic becomes a 500 with no detail.
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send + 'static>| {
+            tracing::error!("handler panicked");
+            ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+        }))
         .layer(
             // One span per request, named by the matched route: URIs may carry patient identifiers
             // in query strings, so only the route template is recorded.
