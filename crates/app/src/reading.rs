@@ -9,7 +9,7 @@ use yilian_signing::{
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
 use crate::hub::Hub;
-use crate::ports::{ExamRecord, ReportRecord};
+use crate::ports::{ExamRecord, InstanceRecord, ReportRecord};
 
 /// What the reader writes. Findings describe the result; the impression is the conclusion. They are kept
 /// apart because mutual recognition covers result data, not the conclusion.
@@ -17,6 +17,14 @@ use crate::ports::{ExamRecord, ReportRecord};
 pub struct ReportInput {
     pub findings: String,
     pub impression: String,
+}
+
+/// An exam as the reader opens it.
+#[derive(Clone, Debug)]
+pub struct ExamDetail {
+    pub exam: ExamRecord,
+    pub instances: Vec<InstanceRecord>,
+    pub draft: Option<ReportRecord>,
 }
 
 /// The schema id inside every signed report document.
@@ -41,6 +49,22 @@ impl Hub {
             .await?
             .filter(|e| who.pools.contains(&e.pool))
             .ok_or(AppError::NotFound("exam"))
+    }
+
+    /// What a reader opens: the exam, its instances and the current draft, after one scope check.
+    pub async fn exam_detail(
+        &self,
+        who: &Principal,
+        exam_id: &ExamId,
+    ) -> Result<ExamDetail, AppError> {
+        let exam = self.exam_for_reader(who, exam_id).await?;
+        let instances = self.catalog.study_instances(&exam.study_uid).await?;
+        let draft = self.catalog.draft_of(exam_id).await?;
+        Ok(ExamDetail {
+            exam,
+            instances,
+            draft,
+        })
     }
 
     /// Takes (or renews) the lease. Another reader's live lease is a 409.

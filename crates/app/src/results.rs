@@ -29,6 +29,15 @@ pub struct ResultView {
     pub recognition: RecognitionDecision,
 }
 
+/// What an uploader watches of a study: its state, its exam and the report once signed.
+#[derive(Clone, Debug)]
+pub struct StudyStatus {
+    pub study: StudyRecord,
+    pub instance_count: usize,
+    pub exam: Option<ExamRecord>,
+    pub report_id: Option<ReportId>,
+}
+
 /// One check of a verification, as people read it.
 #[derive(Clone, Debug)]
 pub struct Check {
@@ -85,6 +94,31 @@ impl Hub {
         } else {
             Err(AppError::NotFound("study"))
         }
+    }
+
+    /// The status of a study in the caller's scope.
+    pub async fn study_status(
+        &self,
+        who: &Principal,
+        study_uid: &StudyInstanceUid,
+    ) -> Result<StudyStatus, AppError> {
+        let study = self.study_in_scope(who, study_uid).await?;
+        let exam = self.catalog.exam_of_study(study_uid).await?;
+        let instance_count = self.catalog.study_instances(study_uid).await?.len();
+        let report_id = match &exam {
+            Some(e) => self
+                .catalog
+                .final_report_of(&e.exam_id)
+                .await?
+                .map(|r| r.report_id),
+            None => None,
+        };
+        Ok(StudyStatus {
+            study,
+            instance_count,
+            exam,
+            report_id,
+        })
     }
 
     async fn instance_in_scope(
@@ -180,7 +214,7 @@ impl Hub {
             .instance_in_scope(who, study_uid, series_uid, sop)
             .await?;
         let bytes = self.checked_blob(&inst).await?;
-        let out = tokio_free_render(bytes, opts)?;
+        let out = decode_and_render(bytes, opts)?;
         self.audit(
             who,
             "dicom.render",
@@ -442,7 +476,7 @@ pub fn report_document(r: &ReportRecord) -> Option<SignedDocument> {
     })
 }
 
-fn tokio_free_render(bytes: Bytes, opts: RenderOptions) -> Result<Vec<u8>, AppError> {
+fn decode_and_render(bytes: Bytes, opts: RenderOptions) -> Result<Vec<u8>, AppError> {
     let obj = yilian_formats::dicom::open(&bytes).map_err(|e| PortError::Corrupt(e.to_string()))?;
     render(&obj, &opts).map_err(|e| match e {
         yilian_render::RenderError::BadWindow(_)

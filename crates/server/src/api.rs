@@ -112,15 +112,8 @@ pub async fn exam(
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let id = exam_id(id)?;
-    let exam = st.hub.exam_for_reader(&who, &id).await?;
-    let instances = st
-        .hub
-        .catalog
-        .study_instances(&exam.study_uid)
-        .await
-        .map_err(yilian_app::AppError::from)?;
-    let draft = st.hub.draft(&who, &id).await?;
+    let detail = st.hub.exam_detail(&who, &exam_id(id)?).await?;
+    let (exam, instances, draft) = (detail.exam, detail.instances, detail.draft);
     let mut v = exam_json(&st, &exam);
     v["instances"] = instances
         .iter()
@@ -255,36 +248,16 @@ pub async fn study_status(
     Path(study): Path<String>,
 ) -> ApiResult {
     let uid = study_uid(study)?;
-    let study = st.hub.study_in_scope(&who, &uid).await?;
-    let exam = st
-        .hub
-        .catalog
-        .exam_of_study(&uid)
-        .await
-        .map_err(yilian_app::AppError::from)?;
-    let instances = st
-        .hub
-        .catalog
-        .study_instances(&uid)
-        .await
-        .map_err(yilian_app::AppError::from)?;
-    let report = match &exam {
-        Some(e) => st
-            .hub
-            .catalog
-            .final_report_of(&e.exam_id)
-            .await
-            .map_err(yilian_app::AppError::from)?,
-        None => None,
-    };
+    let status = st.hub.study_status(&who, &uid).await?;
+    let (study, exam) = (&status.study, &status.exam);
     Ok(Json(json!({
         "study_instance_uid": uid.as_str(),
         "state": study.state.as_str(),
         "urgent": study.urgent,
-        "instances": instances.len(),
+        "instances": status.instance_count,
         "last_received_at": format_time(study.last_received_at.0),
         "exam": exam.as_ref().map(|e| json!({ "exam_id": e.exam_id.as_str(), "state": e.state.as_str(), "priority": e.priority.as_str(), "due_at": format_time(e.due_at.0) })),
-        "report_id": report.map(|r| r.report_id.to_string()),
+        "report_id": status.report_id.as_ref().map(|r| r.as_str()),
     })))
 }
 
