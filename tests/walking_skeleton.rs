@@ -231,25 +231,13 @@ async fn skeleton(backend: &Backend) {
 
     let rendered =
         format!("/dicomweb/studies/{CT}/series/{SERIES}/instances/2.25.1001.1.1/rendered");
-    let r = t
-        .http
-        .get(t.url(&rendered))
-        .bearer_auth(&other_tech)
-        .send()
-        .await
-        .unwrap();
+    let r = t.get(&other_tech, &rendered).await;
     assert_eq!(
         r.status(),
         StatusCode::NOT_FOUND,
         "another site's study looks absent"
     );
-    let r = t
-        .http
-        .get(t.url(&rendered))
-        .bearer_auth(&tech)
-        .send()
-        .await
-        .unwrap();
+    let r = t.get(&tech, &rendered).await;
     assert_eq!(
         r.status(),
         StatusCode::OK,
@@ -257,32 +245,15 @@ async fn skeleton(backend: &Backend) {
     );
 
     // --- 2. Route: nothing on the worklist until the study is complete.
-    let wl: Value = t
-        .http
-        .get(t.url("/api/v1/worklist"))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let wl: Value = t.get_json(&reader, "/api/v1/worklist").await;
     assert_eq!(wl["items"], json!([]));
     let r = t
-        .http
-        .post(t.url(&format!("/api/v1/studies/{CT}/complete")))
-        .bearer_auth(&other_tech)
-        .send()
-        .await
-        .unwrap();
+        .post(&other_tech, &format!("/api/v1/studies/{CT}/complete"))
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let done: Value = t
-        .http
-        .post(t.url(&format!("/api/v1/studies/{CT}/complete")))
-        .bearer_auth(&tech)
-        .send()
+        .post(&tech, &format!("/api/v1/studies/{CT}/complete"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -296,16 +267,7 @@ async fn skeleton(backend: &Backend) {
         "{done}"
     );
 
-    let wl: Value = t
-        .http
-        .get(t.url("/api/v1/worklist"))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let wl: Value = t.get_json(&reader, "/api/v1/worklist").await;
     let items = wl["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{wl}");
     assert_eq!(items[0]["exam_id"], json!(exam_id));
@@ -317,60 +279,29 @@ async fn skeleton(backend: &Backend) {
         items[0]["patient"]["patient_id_masked"], "HX0*01",
         "identifiers leave masked"
     );
-    let r = t
-        .http
-        .get(t.url("/api/v1/worklist"))
-        .bearer_auth(&clinician)
-        .send()
-        .await
-        .unwrap();
+    let r = t.get(&clinician, "/api/v1/worklist").await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // --- 3. Read
     let claim = format!("/api/v1/exams/{exam_id}/claim");
-    let r = t
-        .http
-        .post(t.url(&claim))
-        .bearer_auth(&clinician)
-        .send()
-        .await
-        .unwrap();
+    let r = t.post(&clinician, &claim).await;
     assert_eq!(
         r.status(),
         StatusCode::FORBIDDEN,
         "a clinician cannot claim"
     );
-    let r = t
-        .http
-        .post(t.url(&claim))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap();
+    let r = t.post(&reader, &claim).await;
     assert_eq!(r.status(), StatusCode::OK);
     let claimed: Value = r.json().await.unwrap();
     assert_eq!(claimed["claimed_by"], "li.reader");
-    let r = t
-        .http
-        .post(t.url(&claim))
-        .bearer_auth(&reader2)
-        .send()
-        .await
-        .unwrap();
+    let r = t.post(&reader2, &claim).await;
     assert_eq!(r.status(), StatusCode::CONFLICT, "one exam, one reader");
     let err: Value = r.json().await.unwrap();
     assert_eq!(err["code"], "exam_claimed");
 
     let exam: Value = t
-        .http
-        .get(t.url(&format!("/api/v1/exams/{exam_id}")))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&reader, &format!("/api/v1/exams/{exam_id}"))
+        .await;
     assert_eq!(exam["instances"].as_array().unwrap().len(), 3);
     let png = t
         .http
@@ -405,55 +336,31 @@ async fn skeleton(backend: &Backend) {
         255,
         "window= overrides the dataset's window"
     );
-    let jpeg = t
-        .http
-        .get(t.url(&rendered))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap();
+    let jpeg = t.get(&reader, &rendered).await;
     assert_eq!(jpeg.headers()["content-type"], "image/jpeg");
     assert_eq!(&jpeg.bytes().await.unwrap()[..2], &[0xFF, 0xD8]);
-    let bad = t
-        .http
-        .get(t.url(&format!("{rendered}?window=wide")))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap();
+    let bad = t.get(&reader, &format!("{rendered}?window=wide")).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 
     // --- 4. Report and sign
     let report_url = format!("/api/v1/exams/{exam_id}/report");
     let r = t
-        .http
-        .put(t.url(&report_url))
-        .bearer_auth(&reader2)
-        .json(&json!({"findings": "x", "impression": "y"}))
-        .send()
-        .await
-        .unwrap();
+        .put_json(
+            &reader2,
+            &report_url,
+            &json!({"findings": "x", "impression": "y"}),
+        )
+        .await;
     assert_eq!(
         r.status(),
         StatusCode::CONFLICT,
         "only the lease holder writes"
     );
-    let r = t
-        .http
-        .put(t.url(&report_url))
-        .bearer_auth(&reader)
-        .json(&json!({"findings": "双肺纹理清晰，未见实变影。", "impression": "胸部CT平扫未见明显异常。"}))
-        .send()
-        .await
-        .unwrap();
+    let r = t.put_json(&reader, &report_url, &json!({"findings": "双肺纹理清晰，未见实变影。", "impression": "胸部CT平扫未见明显异常。"})).await;
     assert_eq!(r.status(), StatusCode::OK);
     let signed: Value = t
-        .http
-        .post(t.url(&format!("{report_url}/sign")))
-        .bearer_auth(&reader)
-        .send()
+        .post(&reader, &format!("{report_url}/sign"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -467,43 +374,18 @@ async fn skeleton(backend: &Backend) {
     assert_eq!(signed["signature"]["algorithm"], "Ed25519");
     // A signed report can no longer change.
     let r = t
-        .http
-        .put(t.url(&report_url))
-        .bearer_auth(&reader)
-        .json(&json!({"findings": "改", "impression": "改"}))
-        .send()
-        .await
-        .unwrap();
+        .put_json(
+            &reader,
+            &report_url,
+            &json!({"findings": "改", "impression": "改"}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
-    let r = t
-        .http
-        .post(t.url(&format!("{report_url}/sign")))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap();
+    let r = t.post(&reader, &format!("{report_url}/sign")).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
-    let wl: Value = t
-        .http
-        .get(t.url("/api/v1/worklist"))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let wl: Value = t.get_json(&reader, "/api/v1/worklist").await;
     assert_eq!(wl["items"], json!([]), "a signed exam leaves the worklist");
-    let status: Value = t
-        .http
-        .get(t.url(&format!("/api/v1/studies/{CT}")))
-        .bearer_auth(&tech)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = t.get_json(&tech, &format!("/api/v1/studies/{CT}")).await;
     assert_eq!(
         status["report_id"],
         json!(report_id),
@@ -512,39 +394,27 @@ async fn skeleton(backend: &Backend) {
 
     // --- 5. Publish and reuse
     let r = t
-        .http
-        .get(t.url("/api/v1/results?patient_id=HX0001&issuer=HX"))
-        .bearer_auth(&tech)
-        .send()
-        .await
-        .unwrap();
+        .get(&tech, "/api/v1/results?patient_id=HX0001&issuer=HX")
+        .await;
     assert_eq!(
         r.status(),
         StatusCode::FORBIDDEN,
         "a tech does not search patients"
     );
     let r = t
-        .http
-        .get(t.url("/api/v1/results?patient_id=HX0001&issuer=HX"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+        .get(&admin, "/api/v1/results?patient_id=HX0001&issuer=HX")
+        .await;
     assert_eq!(
         r.status(),
         StatusCode::FORBIDDEN,
         "an admin reads no clinical data"
     );
     let results: Value = t
-        .http
-        .get(t.url("/api/v1/results?patient_id=HX0001&issuer=HX&purpose=outpatient-followup"))
-        .bearer_auth(&clinician)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(
+            &clinician,
+            "/api/v1/results?patient_id=HX0001&issuer=HX&purpose=outpatient-followup",
+        )
+        .await;
     let items = results["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{results}");
     let item = &items[0];
@@ -559,15 +429,8 @@ async fn skeleton(backend: &Backend) {
     );
     assert_eq!(item["patient"]["name_masked"], "C****^Y*");
     let unknown: Value = t
-        .http
-        .get(t.url("/api/v1/results?patient_id=HX0001&issuer=DS"))
-        .bearer_auth(&clinician)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&clinician, "/api/v1/results?patient_id=HX0001&issuer=DS")
+        .await;
     assert_eq!(
         unknown["items"],
         json!([]),
@@ -575,45 +438,24 @@ async fn skeleton(backend: &Backend) {
     );
 
     // The clinician can now open the images of the published study.
-    let r = t
-        .http
-        .get(t.url(&rendered))
-        .bearer_auth(&clinician)
-        .send()
-        .await
-        .unwrap();
+    let r = t.get(&clinician, &rendered).await;
     assert_eq!(r.status(), StatusCode::OK);
 
     let verify: Value = t
-        .http
-        .get(t.url(&format!("/api/v1/reports/{report_id}/verify")))
-        .bearer_auth(&clinician)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&clinician, &format!("/api/v1/reports/{report_id}/verify"))
+        .await;
     assert_eq!(verify["valid"], true, "{verify}");
     assert_eq!(verify["latest"], true);
 
     let doc_text = t
-        .http
-        .get(t.url(&format!("/api/v1/reports/{report_id}")))
-        .bearer_auth(&clinician)
-        .send()
+        .get(&clinician, &format!("/api/v1/reports/{report_id}"))
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
     let keys_text = t
-        .http
-        .get(t.url("/api/v1/keys"))
-        .bearer_auth(&clinician)
-        .send()
+        .get(&clinician, "/api/v1/keys")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -721,16 +563,7 @@ async fn quiet_period_routing_and_lease_expiry() {
         );
 
         let (a, b) = (t.token("li.reader").await, t.token("zhou.reader").await);
-        let wl: Value = t
-            .http
-            .get(t.url("/api/v1/worklist"))
-            .bearer_auth(&a)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let wl: Value = t.get_json(&a, "/api/v1/worklist").await;
         let exam_id = wl["items"][0]["exam_id"].as_str().unwrap().to_string();
         assert!(
             wl["items"][0]["route"]["explanation"]
@@ -773,13 +606,12 @@ async fn quiet_period_routing_and_lease_expiry() {
             "the lapsed lease is claimable"
         );
         let r = t
-            .http
-            .put(t.url(&format!("/api/v1/exams/{exam_id}/report")))
-            .bearer_auth(&a)
-            .json(&json!({"findings": "a", "impression": "b"}))
-            .send()
-            .await
-            .unwrap();
+            .put_json(
+                &a,
+                &format!("/api/v1/exams/{exam_id}/report"),
+                &json!({"findings": "a", "impression": "b"}),
+            )
+            .await;
         assert_eq!(
             r.status(),
             StatusCode::CONFLICT,
@@ -788,37 +620,25 @@ async fn quiet_period_routing_and_lease_expiry() {
 
         // DX from 东山 is QC-qualified; its result is recognised until the DX window (90 days) ends.
         let sign = t
-            .http
-            .post(t.url(&format!("/api/v1/exams/{exam_id}/report/sign")))
-            .bearer_auth(&b)
-            .json(&json!({"findings": "心肺膈未见异常。", "impression": "胸片未见异常。"}))
-            .send()
-            .await
-            .unwrap();
+            .post_json(
+                &b,
+                &format!("/api/v1/exams/{exam_id}/report/sign"),
+                &json!({"findings": "心肺膈未见异常。", "impression": "胸片未见异常。"}),
+            )
+            .await;
         assert_eq!(sign.status(), StatusCode::OK);
         let clinician = t.token("zhao.clinician").await;
         let results: Value = t
-            .http
-            .get(t.url("/api/v1/results?patient_id=DS0042&issuer=DS"))
-            .bearer_auth(&clinician)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_json(&clinician, "/api/v1/results?patient_id=DS0042&issuer=DS")
+            .await;
         assert_eq!(
             results["items"][0]["recognition"]["recognised"], true,
             "{results}"
         );
         clock.advance_secs(200 * 86_400);
         let expired = t
-            .http
-            .get(t.url("/api/v1/results?patient_id=DS0042&issuer=DS"))
-            .bearer_auth(&clinician)
-            .send()
-            .await
-            .unwrap();
+            .get(&clinician, "/api/v1/results?patient_id=DS0042&issuer=DS")
+            .await;
         assert_eq!(
             expired.status(),
             StatusCode::UNAUTHORIZED,
@@ -826,15 +646,8 @@ async fn quiet_period_routing_and_lease_expiry() {
         );
         let clinician = t.token("zhao.clinician").await;
         let results: Value = t
-            .http
-            .get(t.url("/api/v1/results?patient_id=DS0042&issuer=DS"))
-            .bearer_auth(&clinician)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_json(&clinician, "/api/v1/results?patient_id=DS0042&issuer=DS")
+            .await;
         assert_eq!(results["items"][0]["recognition"]["recognised"], false);
         assert_eq!(
             results["items"][0]["recognition"]["reasons"],
@@ -867,72 +680,49 @@ async fn recognition_needs_qc_and_links_by_resident_id() {
     .await;
     assert_eq!(status, StatusCode::OK);
     let done: Value = t
-        .http
-        .post(t.url("/api/v1/studies/2.25.3003/complete"))
-        .bearer_auth(&tech)
-        .json(&json!({"urgent": true, "urgent_reason": "胸痛待查"}))
-        .send()
+        .post_json(
+            &tech,
+            "/api/v1/studies/2.25.3003/complete",
+            &json!({"urgent": true, "urgent_reason": "胸痛待查"}),
+        )
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let exam_id = done["exam_id"].as_str().unwrap();
     let reader = t.token("li.reader").await;
-    let wl: Value = t
-        .http
-        .get(t.url("/api/v1/worklist"))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let wl: Value = t.get_json(&reader, "/api/v1/worklist").await;
     assert_eq!(
         wl["items"][0]["priority"], "urgent",
         "the uploader's urgency raises priority"
     );
-    t.http
-        .post(t.url(&format!("/api/v1/exams/{exam_id}/claim")))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .unwrap();
+    t.post(&reader, &format!("/api/v1/exams/{exam_id}/claim"))
+        .await;
     let r = t
-        .http
-        .post(t.url(&format!("/api/v1/exams/{exam_id}/report/sign")))
-        .bearer_auth(&reader)
-        .json(&json!({"findings": "", "impression": "x"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            &reader,
+            &format!("/api/v1/exams/{exam_id}/report/sign"),
+            &json!({"findings": "", "impression": "x"}),
+        )
+        .await;
     assert_eq!(
         r.status(),
         StatusCode::BAD_REQUEST,
         "an empty report is not signed"
     );
     let r = t
-        .http
-        .post(t.url(&format!("/api/v1/exams/{exam_id}/report/sign")))
-        .bearer_auth(&reader)
-        .json(&json!({"findings": "见结节", "impression": "右肺小结节"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            &reader,
+            &format!("/api/v1/exams/{exam_id}/report/sign"),
+            &json!({"findings": "见结节", "impression": "右肺小结节"}),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::OK);
     let clinician = t.token("zhao.clinician").await;
     // Found by resident ID alone, whatever issuer the caller names.
     let results: Value = t
-        .http
-        .get(t.url("/api/v1/results?patient_id=11010519491231002X"))
-        .bearer_auth(&clinician)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&clinician, "/api/v1/results?patient_id=11010519491231002X")
+        .await;
     let item = &results["items"][0];
     assert_eq!(item["recognition"]["recognised"], false, "{results}");
     assert_eq!(
