@@ -55,6 +55,70 @@ pub struct Config {
     pub routing: RoutingConfig,
     #[serde(default)]
     pub recognition: RecognitionRules,
+    #[serde(default)]
+    pub dicom: DicomConfig,
+}
+
+/// The DIMSE listener and the DICOM nodes (modalities, PACS) allowed to associate.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DicomConfig {
+    /// Start the DIMSE listener with the hub.
+    pub enabled: bool,
+    /// The hub's own AE title (called AE title of incoming associations).
+    pub ae_title: String,
+    /// Address the DIMSE listener binds.
+    pub listen_addr: String,
+    /// Largest PDU the hub accepts (and the size of one read buffer per association).
+    pub max_pdu_length: u32,
+    /// Seconds of silence after which an association is aborted.
+    pub idle_timeout_secs: u64,
+    /// Nodes allowed to associate. Unknown calling AE titles are rejected at association time.
+    pub nodes: Vec<DicomNodeConfig>,
+}
+
+impl Default for DicomConfig {
+    fn default() -> Self {
+        DicomConfig {
+            enabled: true,
+            ae_title: "YILIAN".into(),
+            listen_addr: "127.0.0.1:11112".into(),
+            max_pdu_length: 65536,
+            idle_timeout_secs: 60,
+            nodes: Vec::new(),
+        }
+    }
+}
+
+/// One DICOM node: a township modality that stores, or a member hospital's PACS or workstation that
+/// queries and retrieves. It acts with the role and site given here, like a user.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomNodeConfig {
+    /// Calling AE title of the node (1–16 characters, no backslash).
+    pub ae_title: String,
+    pub site: String,
+    /// `site_tech` (stores studies of its site) or `clinician` (queries and retrieves results).
+    pub role: String,
+    /// When set, associations from this AE title are accepted only from this IP address.
+    pub host: Option<String>,
+    /// The node's own DIMSE port: set it to make the node a C-MOVE destination (with `host`).
+    pub port: Option<u16>,
+}
+
+/// Where C-MOVE sends instances: a node with an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoveDestination {
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// A valid AE title: 1–16 characters of printable ASCII without backslash, not all spaces.
+pub fn valid_ae_title(ae: &str) -> bool {
+    !ae.trim().is_empty()
+        && ae.len() <= 16
+        && ae.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -272,6 +336,12 @@ impl Config {
         if let Some(v) = env("YILIAN_BLOBS_URL") {
             self.blobs.url = v;
         }
+        if let Some(v) = env("YILIAN_DICOM_ADDR") {
+            self.dicom.listen_addr = v;
+        }
+        if let Some(v) = env("YILIAN_DICOM_ENABLED") {
+            self.dicom.enabled = !matches!(v.as_str(), "0" | "false" | "no");
+        }
         if let Some(v) = env("YILIAN_KEYS_DIR") {
             self.keys.dir = v.into();
         }
@@ -402,6 +472,7 @@ impl Config {
                 "quiet_period_secs must be >= 0 and lease_secs > 0",
             ));
         }
+        self.validate_dicom(&site_ids)?;
         for (i, it) in self.recognition.items.iter().enumerate() {
             if it.validity_days <= 0 {
                 return Err(invalid(
@@ -411,6 +482,96 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn validate_dicom(&self, site_ids: &HashSet<&str>) -> Result<(), ConfigError> {
+        let d = &self.dicom;
+        if !valid_ae_title(&d.ae_title) {
+            return Err(invalid(
+                "dicom.ae_title",
+                "1-16 printable ASCII characters, no backslash",
+            ));
+        }
+        if d.max_pdu_length < 4096 {
+            return Err(invalid("dicom.max_pdu_length", "must be at least 4096"));
+        }
+        let mut seen = HashSet::new();
+        for (i, n) in d.nodes.iter().enumerate() {
+            let key = |k: &str| format!("dicom.nodes[{i}].{k}");
+            if !valid_ae_title(&n.ae_title) {
+                return Err(invalid(
+                    key("ae_title"),
+                    "1-16 printable ASCII characters, no backslash",
+                ));
+            }
+            if !seen.insert(n.ae_title.trim()) {
+                return Err(invalid(
+                    key("ae_title"),
+                    format!("{:?} is defined twice", n.ae_title),
+                ));
+            }
+            if !site_ids.contains(n.site.as_str()) {
+                return Err(invalid(key("site"), format!("unknown site {:?}", n.site)));
+            }
+            match Role::parse(&n.role) {
+                Some(Role::SiteTech | Role::Clinician) => {}
+                _ => {
+                    return Err(invalid(
+                        key("role"),
+                        format!("{:?}: a DICOM node is site_tech or clinician", n.role),
+                    ));
+                }
+            }
+            if let Some(h) = &n.host
+                && h.parse::<std::net::IpAddr>().is_err()
+            {
+                return Err(invalid(key("host"), format!("{h:?} is not an IP address")));
+            }
+            if n.port.is_some() && n.host.is_none() {
+                return Err(invalid(key("port"), "a C-MOVE destination needs host too"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The node with this calling AE title (compared without padding spaces).
+    pub fn dicom_node(&self, ae_title: &str) -> Option<&DicomNodeConfig> {
+        let ae = ae_title.trim();
+        self.dicom.nodes.iter().find(|n| n.ae_title.trim() == ae)
+    }
+
+    /// The principal a DICOM node acts as: user `dicom.<ae title>` with the node's role and site.
+    pub fn dicom_principal(&self, ae_title: &str) -> Option<User> {
+        let n = self.dicom_node(ae_title)?;
+        let slug: String = n
+            .ae_title
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Some(User {
+            username: Username::new(format!("dicom.{slug}")).ok()?,
+            name: format!("DICOM {}", n.ae_title.trim()),
+            role: Role::parse(&n.role)?,
+            site: SiteId::new(n.site.clone()).ok()?,
+            pools: Vec::new(),
+        })
+    }
+
+    /// The C-MOVE destination with this AE title, when the node has an address.
+    pub fn move_destination(&self, ae_title: &str) -> Option<MoveDestination> {
+        let n = self.dicom_node(ae_title)?;
+        Some(MoveDestination {
+            ae_title: n.ae_title.trim().to_string(),
+            host: n.host.clone()?,
+            port: n.port?,
+        })
     }
 
     pub fn site(&self, id: &str) -> Option<&SiteConfig> {
@@ -492,6 +653,39 @@ mod tests {
         c.alliance.patient_key_secret_file = None;
         c.alliance.patient_key_secret = Some("x".repeat(16));
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn dicom_nodes_act_as_principals_and_move_destinations() {
+        let c = demo();
+        let node = c
+            .dicom
+            .nodes
+            .iter()
+            .find(|n| n.role == "site_tech")
+            .unwrap();
+        let p = c.dicom_principal(&format!("{}  ", node.ae_title)).unwrap();
+        assert_eq!(p.role, Role::SiteTech);
+        assert_eq!(p.site.as_str(), node.site);
+        assert!(p.username.as_str().starts_with("dicom."));
+        assert!(c.dicom_principal("NOBODY").is_none());
+        let dest = c
+            .dicom
+            .nodes
+            .iter()
+            .find(|n| n.port.is_some())
+            .expect("the demo has a C-MOVE destination");
+        assert!(c.move_destination(&dest.ae_title).is_some());
+        assert!(c.move_destination(&node.ae_title).is_none());
+
+        let bad = DEMO_TOML.replacen("role = \"clinician\"\nhost", "role = \"admin\"\nhost", 1);
+        let mut c = Config::from_toml(&bad, "demo").unwrap();
+        let e = c.finish(|_| None).unwrap_err().to_string();
+        assert!(e.starts_with("dicom.nodes[") && e.contains("].role"), "{e}");
+        assert!(valid_ae_title("HX_DR01"));
+        assert!(!valid_ae_title("A\\B"));
+        assert!(!valid_ae_title("SEVENTEEN_CHARS_X"));
+        assert!(!valid_ae_title("   "));
     }
 
     #[test]
