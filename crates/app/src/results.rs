@@ -188,7 +188,7 @@ impl Hub {
         Ok(out)
     }
 
-    async fn checked_blob(&self, inst: &InstanceRecord) -> Result<Bytes, AppError> {
+    pub(crate) async fn checked_blob(&self, inst: &InstanceRecord) -> Result<Bytes, AppError> {
         let bytes = self.blobs.get(&inst.blob_key).await?;
         if hex::encode(Sha256::digest(&bytes)) != inst.sha256 {
             tracing::error!(sop = %inst.sop_instance_uid, "blob checksum mismatch");
