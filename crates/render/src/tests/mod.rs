@@ -156,6 +156,14 @@ fn the_callers_window_overrides_the_files() {
 }
 
 #[test]
+fn the_bad_window_message_names_every_preset() {
+    let msg = Window::parse("wide").unwrap_err().to_string();
+    for (name, _, _) in PRESETS {
+        assert!(msg.contains(name), "{name} missing from: {msg}");
+    }
+}
+
+#[test]
 fn presets_window_in_hounsfield_units() {
     let obj = ct_row().object();
     for name in ["lung", "brain", "bone", "mediastinum"] {
