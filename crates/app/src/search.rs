@@ -212,20 +212,22 @@ impl Hub {
         self.checked_blob(rec).await
     }
 
-    /// The instances of a series in scope (WADO-RS series retrieve); bytes are fetched one by one
-    /// with [`Hub::instance_bytes`] so a large series is streamed.
-    pub async fn series_instances(
+    /// The instances of a study or series in scope (WADO-RS retrieve); bytes are fetched one by one
+    /// with [`Hub::instance_bytes`] so a large study is streamed, not held in memory.
+    pub async fn instances_of(
         &self,
         who: &Principal,
         study: &StudyInstanceUid,
-        series: &SeriesInstanceUid,
+        series: Option<&SeriesInstanceUid>,
     ) -> Result<Vec<InstanceRecord>, AppError> {
         self.study_in_scope(who, study).await?;
+        let level = if series.is_some() {
+            QueryLevel::Series
+        } else {
+            QueryLevel::Study
+        };
         let recs = self
-            .instances_to_retrieve(
-                who,
-                &uid_query(QueryLevel::Series, study, Some(series), None),
-            )
+            .instances_to_retrieve(who, &uid_query(level, study, series, None))
             .await?;
         if recs.is_empty() {
             return Err(AppError::NotFound("series"));

@@ -25,7 +25,7 @@ pub enum BulkError {
 /// The value of the element at `path` (`7FE00010`, `54000100/1/54001010`) as bytes.
 pub fn element_bytes(obj: &DefaultDicomObject, path: &str) -> Result<Vec<u8>, BulkError> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if parts.is_empty() || parts.len() % 2 == 0 {
+    if parts.is_empty() || parts.len().is_multiple_of(2) {
         return Err(BulkError::BadPath(path.into()));
     }
     let tag_of = |s: &str| -> Result<Tag, BulkError> {
@@ -124,7 +124,7 @@ pub fn frame_bytes(obj: &DefaultDicomObject, frame: u32) -> Result<(Vec<u8>, boo
     let spp = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1);
     let bits = int(tags::BITS_ALLOCATED).unwrap_or(0);
     let bits_per_frame = rows * cols * spp * bits;
-    if bits_per_frame == 0 || bits_per_frame % 8 != 0 {
+    if bits_per_frame == 0 || !bits_per_frame.is_multiple_of(8) {
         return Err(BulkError::Unsplittable(
             "frame size is not a whole number of bytes",
         ));

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -239,62 +238,6 @@ async fn store(
         body.to_string(),
     )
         .into_response())
-}
-
-/// A multipart/related body of Part 10 files, each with its stored transfer syntax.
-fn multipart_dicom(parts: Vec<(String, Bytes)>) -> Response {
-    let boundary = format!("yilian-{}", ulid::Ulid::new());
-    let mut body = Vec::new();
-    for (ts, bytes) in parts {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={ts}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(&bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let ct = format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
-    let mut resp = Response::new(Body::from(body));
-    if let Ok(v) = HeaderValue::from_str(&ct) {
-        resp.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    resp
-}
-
-/// WADO-RS instance: the original bytes, as stored (no transcoding).
-pub async fn retrieve_instance(
-    State(st): State<AppState>,
-    Caller(who): Caller,
-    Path((study, series, sop)): Path<(String, String, String)>,
-) -> Result<Response, ApiError> {
-    let (study, series, sop) = (
-        parse_uid(&study, StudyInstanceUid::new)?,
-        parse_uid(&series, SeriesInstanceUid::new)?,
-        parse_uid(&sop, SopInstanceUid::new)?,
-    );
-    let (inst, bytes) = st
-        .hub
-        .retrieve_instance(&who, &study, &series, &sop)
-        .await?;
-    Ok(multipart_dicom(vec![(inst.transfer_syntax_uid, bytes)]))
-}
-
-/// WADO-RS study: every instance of the study.
-pub async fn retrieve_study(
-    State(st): State<AppState>,
-    Caller(who): Caller,
-    Path(study): Path<String>,
-) -> Result<Response, ApiError> {
-    let study = parse_uid(&study, StudyInstanceUid::new)?;
-    let all = st.hub.retrieve_study(&who, &study).await?;
-    Ok(multipart_dicom(
-        all.into_iter()
-            .map(|(i, b)| (i.transfer_syntax_uid, b))
-            .collect(),
-    ))
 }
 
 /// PS3.18 rendering query parameters (§8.3.5.1). Unknown parameters (annotation, charset, …)
