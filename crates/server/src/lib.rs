@@ -1,6 +1,6 @@
 //! Yilian server: the HTTP front end (DICOMweb, the REST API, health), the DIMSE listener (`dimse`),
-//! authentication of callers, and
-//! the background jobs. Handlers translate HTTP to `yilian-app` use cases and back; no SQL here.
+//! authentication of callers, and the background jobs. Handlers translate HTTP and DIMSE to
+//! `yilian-app` use cases and back; no SQL here.
 
 mod api;
 mod auth;
