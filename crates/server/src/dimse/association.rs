@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use dicom_dictionary_std::{tags, uids};
 use dicom_ul::Pdu;
-use dicom_ul::association::{Association, AsyncServerAssociation};
+use dicom_ul::association::{Association, AsyncAssociation, AsyncServerAssociation};
 use dicom_ul::pdu::{
     PDataValue, PDataValueType, PresentationContextNegotiated, PresentationContextResultReason,
 };
@@ -23,7 +23,6 @@ pub const MAX_IDENTIFIER_BYTES: usize = 1024 * 1024;
 
 /// Why an association ends abnormally.
 #[derive(Debug, thiserror::Error)]
-#[allow(dead_code)]
 pub enum SessionError {
     #[error("upper layer: {0}")]
     Ul(#[from] dicom_ul::association::Error),
@@ -64,7 +63,6 @@ enum Pending {
     },
 }
 
-#[allow(dead_code)] // sub-operation helpers are used by C-GET/C-MOVE (next step)
 pub struct Session {
     pub assoc: AsyncServerAssociation<TcpStream>,
     pub hub: Hub,
@@ -75,7 +73,6 @@ pub struct Session {
     next_message_id: u16,
 }
 
-#[allow(dead_code)]
 impl Session {
     pub fn new(assoc: AsyncServerAssociation<TcpStream>, hub: Hub, who: Principal) -> Session {
         let contexts = assoc
@@ -302,7 +299,8 @@ impl Session {
                 .unwrap_or_default();
             let class = cmd.affected_sop_class_uid().unwrap_or_default();
             let instance = cmd.affected_sop_instance_uid().unwrap_or_default();
-            let sink = Incoming::create(&class, &instance, &ts).await;
+            let staging = self.hub.blobs.staging_dir();
+            let sink = Incoming::create(staging.as_deref(), &class, &instance, &ts).await;
             Pending::Store { cmd, pc, sink }
         } else {
             Pending::Identifier {
@@ -418,39 +416,56 @@ impl Session {
         value_type: PDataValueType,
         bytes: &[u8],
     ) -> Result<(), SessionError> {
-        // PDU variable field = 4 (PDV length) + 1 (context) + 1 (control) + data.
-        let max = (self.assoc.peer_max_pdu_length() as usize)
-            .saturating_sub(6)
-            .max(1);
-        let mut chunks = bytes.chunks(max).peekable();
-        if chunks.peek().is_none() {
-            return self.send_pdv(pc, value_type, true, Vec::new()).await;
-        }
-        while let Some(chunk) = chunks.next() {
-            let last = chunks.peek().is_none();
-            self.send_pdv(pc, value_type.clone(), last, chunk.to_vec())
-                .await?;
-        }
-        Ok(())
+        send_pdvs(&mut self.assoc, pc, value_type, bytes).await
     }
+}
 
-    async fn send_pdv(
-        &mut self,
-        pc: u8,
-        value_type: PDataValueType,
-        is_last: bool,
-        data: Vec<u8>,
-    ) -> Result<(), SessionError> {
-        self.assoc
-            .send(&Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: pc,
-                    value_type,
-                    is_last,
-                    data,
-                }],
-            })
-            .await?;
-        Ok(())
+/// Sends bytes as PDVs of one type, split into P-DATA-TF PDUs no larger than the peer accepts.
+pub async fn send_pdvs<A>(
+    assoc: &mut A,
+    pc: u8,
+    value_type: PDataValueType,
+    bytes: &[u8],
+) -> Result<(), SessionError>
+where
+    A: AsyncAssociation<TcpStream> + Send,
+{
+    // PDU variable field = 4 (PDV length) + 1 (context) + 1 (control) + data.
+    let max = (assoc.peer_max_pdu_length() as usize)
+        .saturating_sub(6)
+        .max(1);
+    let mut chunks = bytes.chunks(max).peekable();
+    if chunks.peek().is_none() {
+        return send_pdv(assoc, pc, value_type, true, Vec::new()).await;
     }
+    while let Some(chunk) = chunks.next() {
+        let last = chunks.peek().is_none();
+        send_pdv(assoc, pc, value_type.clone(), last, chunk.to_vec()).await?;
+    }
+    Ok(())
+}
+
+async fn send_pdv<A>(
+    assoc: &mut A,
+    pc: u8,
+    value_type: PDataValueType,
+    is_last: bool,
+    data: Vec<u8>,
+) -> Result<(), SessionError>
+where
+    A: AsyncAssociation<TcpStream> + Send,
+{
+    AsyncAssociation::send(
+        assoc,
+        &Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: pc,
+                value_type,
+                is_last,
+                data,
+            }],
+        },
+    )
+    .await?;
+    Ok(())
 }

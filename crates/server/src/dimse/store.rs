@@ -46,12 +46,15 @@ pub struct Incoming {
 }
 
 impl Incoming {
+    /// Starts a file in `dir` (the blob store's staging folder, so ingest can move it) or, without
+    /// one, in the system's temporary folder.
     pub async fn create(
+        dir: Option<&Path>,
         sop_class_uid: &str,
         sop_instance_uid: &str,
         transfer_syntax: &str,
     ) -> Self {
-        match Self::try_create(sop_class_uid, sop_instance_uid, transfer_syntax).await {
+        match Self::try_create(dir, sop_class_uid, sop_instance_uid, transfer_syntax).await {
             Ok(file) => Incoming {
                 file: Some(file),
                 error: None,
@@ -67,16 +70,23 @@ impl Incoming {
     }
 
     async fn try_create(
+        dir: Option<&Path>,
         sop_class_uid: &str,
         sop_instance_uid: &str,
         transfer_syntax: &str,
     ) -> Result<(tempfile::TempPath, tokio::fs::File), String> {
         let header = part10_header(sop_class_uid, sop_instance_uid, transfer_syntax)?;
-        let named = tempfile::Builder::new()
-            .prefix("yilian-dimse-")
-            .suffix(".dcm")
-            .tempfile()
-            .map_err(|e| format!("temporary file: {e}"))?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("yilian-dimse-").suffix(".dcm");
+        let dir = match dir {
+            Some(d) => tokio::fs::create_dir_all(d).await.ok().map(|_| d),
+            None => None,
+        };
+        let named = match dir {
+            Some(d) => builder.tempfile_in(d),
+            None => builder.tempfile(),
+        }
+        .map_err(|e| format!("temporary file: {e}"))?;
         let (std_file, path) = named.into_parts();
         let mut file = tokio::fs::File::from_std(std_file);
         file.write_all(&header)
@@ -152,20 +162,10 @@ fn from_failure(f: &Failure) -> StoreStatus {
     StoreStatus::fail(failure_status(f.reason), f.message.clone())
 }
 
-/// Hands a complete Part 10 file to the ingest use case. Success only once ingest returned `Ok`,
-/// i.e. the instance is durable.
+/// Hands a complete Part 10 file to the ingest use case, which consumes it. Success only once
+/// ingest returned `Ok`, i.e. the instance is durable.
 pub async fn ingest(hub: &Hub, who: &Principal, path: &Path) -> StoreStatus {
-    let bytes = match tokio::fs::read(path).await {
-        Ok(b) => bytes::Bytes::from(b),
-        Err(e) => {
-            tracing::error!(error = %e, "reading back an incoming instance");
-            return StoreStatus::fail(
-                status::OUT_OF_RESOURCES,
-                "the hub could not buffer the instance",
-            );
-        }
-    };
-    match hub.store_instance(who, bytes, None).await {
+    match hub.store_instance_file(who, path).await {
         Ok(Ok(stored)) => {
             tracing::info!(duplicate = stored.duplicate, "instance stored");
             StoreStatus::ok()
