@@ -107,6 +107,48 @@ impl Command {
     }
 }
 
+/// A UID value padded to even length with NUL, as PS3.5 §9.1 requires (the encoder would pad
+/// with a space).
+pub fn nul_padded(uid: &str) -> String {
+    let mut v = uid.to_string();
+    if v.len() % 2 == 1 {
+        v.push('\0');
+    }
+    v
+}
+
+/// Pads every UI element of a data set (top level) to even length with NUL.
+pub fn pad_uids(obj: &mut InMemDicomObject) {
+    let uis: Vec<(Tag, Vec<String>)> = obj
+        .iter()
+        .filter(|e| e.vr() == VR::UI)
+        .filter_map(|e| {
+            let v = e.to_multi_str().ok()?;
+            Some((
+                e.tag(),
+                v.iter()
+                    .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+                    .collect(),
+            ))
+        })
+        .collect();
+    for (tag, mut values) in uis {
+        let total: usize =
+            values.iter().map(|v| v.len()).sum::<usize>() + values.len().saturating_sub(1);
+        if total % 2 == 1
+            && let Some(last) = values.last_mut()
+        {
+            last.push('\0');
+        }
+        let value = if values.len() == 1 {
+            PrimitiveValue::from(values.remove(0))
+        } else {
+            PrimitiveValue::Strs(values.into_iter().collect())
+        };
+        obj.put(DataElement::new(tag, VR::UI, value));
+    }
+}
+
 fn u16_of(obj: &InMemDicomObject, tag: Tag) -> Option<u16> {
     obj.element_opt(tag).ok().flatten()?.to_int::<u16>().ok()
 }
@@ -144,7 +186,8 @@ impl CommandBuilder {
 
     pub fn uid(mut self, tag: Tag, value: &str) -> Self {
         self.elements.retain(|e| e.tag() != tag);
-        self.elements.push(DataElement::new(tag, VR::UI, value));
+        self.elements
+            .push(DataElement::new(tag, VR::UI, nul_padded(value)));
         self
     }
 
@@ -202,7 +245,7 @@ mod tests {
     fn a_response_round_trips_with_its_group_length() {
         let bytes = CommandBuilder::response(field::C_STORE_RSP, 7, status::CANNOT_UNDERSTAND)
             .uid(tags::AFFECTED_SOP_CLASS_UID, "1.2.840.10008.5.1.4.1.1.2")
-            .uid(tags::AFFECTED_SOP_INSTANCE_UID, "2.25.1")
+            .uid(tags::AFFECTED_SOP_INSTANCE_UID, "2.25.12")
             .error_comment(&"x".repeat(100))
             .encode();
         let group_len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
@@ -213,8 +256,32 @@ mod tests {
         assert_eq!(cmd.message_id, 7);
         assert_eq!(cmd.u16(tags::STATUS), Some(status::CANNOT_UNDERSTAND));
         assert!(!cmd.has_data_set());
-        assert_eq!(cmd.affected_sop_instance_uid().as_deref(), Some("2.25.1"));
+        assert_eq!(cmd.affected_sop_instance_uid().as_deref(), Some("2.25.12"));
         assert_eq!(cmd.text(tags::ERROR_COMMENT).unwrap().len(), 64);
+        // "2.25.12" is odd: padded with NUL, not a space.
+        let at = bytes.windows(7).position(|w| w == b"2.25.12").unwrap();
+        assert_eq!(bytes[at + 7], 0);
+    }
+
+    #[test]
+    fn uid_lists_are_nul_padded() {
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put(DataElement::new(tags::STUDY_INSTANCE_UID, VR::UI, "1.2.3"));
+        obj.put(DataElement::new(
+            tags::FAILED_SOP_INSTANCE_UID_LIST,
+            VR::UI,
+            PrimitiveValue::Strs(
+                ["1.2".to_string(), "1.234".to_string()]
+                    .into_iter()
+                    .collect(),
+            ),
+        ));
+        pad_uids(&mut obj);
+        let mut out = Vec::new();
+        obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+            .unwrap();
+        assert!(out.windows(6).any(|w| w == b"1.2.3\0"));
+        assert!(out.windows(10).any(|w| w == b"1.2\\1.234\0"));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use yilian_app::{AppError, InstanceRecord};
 use yilian_formats::query::{Query, QueryLevel, cfind_response};
 
 use super::association::{MAX_IDENTIFIER_BYTES, Session, SessionError, send_pdvs};
-use super::command::{Command, CommandBuilder, field, status};
+use super::command::{Command, CommandBuilder, field, pad_uids, status};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Model {
@@ -659,6 +659,8 @@ fn encode_data_set(obj: &InMemDicomObject, ts_uid: &str) -> Result<Vec<u8>, Stri
     let ts = TransferSyntaxRegistry
         .get(ts_uid)
         .ok_or_else(|| format!("unknown transfer syntax {ts_uid}"))?;
+    let mut obj = obj.clone();
+    pad_uids(&mut obj);
     let mut out = Vec::new();
     obj.write_dataset_with_ts(&mut out, ts)
         .map_err(|e| e.to_string())?;
