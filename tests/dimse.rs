@@ -7,6 +7,7 @@
 mod support;
 
 use dicom_dictionary_std::{tags, uids};
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex as _;
 use dicom_ul::Pdu;
 use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};
 use dicom_ul::association::{Association, Error as UlError};
@@ -426,6 +427,230 @@ async fn implicit_little_endian_is_stored_as_received() {
             .unwrap();
         assert_eq!(inst.transfer_syntax_uid, IMPLICIT_LE);
         assert_eq!(inst.rows, Some(64));
+        t.finish().await;
+    }
+}
+
+impl Scu {
+    /// C-FIND; returns the final status and the pending responses' identifiers.
+    async fn find(
+        &mut self,
+        model: &str,
+        keys: &[(dicom_core::Tag, dicom_core::VR, &str)],
+    ) -> (u16, Vec<dicom_object::InMemDicomObject>) {
+        let (pc, ts) = self.pc(model);
+        let ts = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+            .get(&ts)
+            .unwrap();
+        let mut id = dicom_object::InMemDicomObject::new_empty();
+        for (tag, vr, v) in keys {
+            id.put(dicom_core::DataElement::new(
+                *tag,
+                *vr,
+                dicom_core::PrimitiveValue::from(*v),
+            ));
+        }
+        let mut data = Vec::new();
+        id.write_dataset_with_ts(&mut data, ts).unwrap();
+        let msg_id = self.id();
+        let cmd = CommandBuilder::request(field::C_FIND_RQ, msg_id)
+            .uid(tags::AFFECTED_SOP_CLASS_UID, model)
+            .u16(tags::PRIORITY, 0)
+            .with_data_set()
+            .encode();
+        self.send_pdvs(pc, PDataValueType::Command, &cmd).await;
+        self.send_pdvs(pc, PDataValueType::Data, &data).await;
+        let mut out = Vec::new();
+        loop {
+            let (rsp, data) = self.read_message().await;
+            assert_eq!(rsp.field, field::C_FIND_RSP);
+            let st = rsp.u16(tags::STATUS).unwrap();
+            if st == 0xFF00 || st == 0xFF01 {
+                let obj =
+                    dicom_object::InMemDicomObject::read_dataset_with_ts(&data.unwrap()[..], ts)
+                        .unwrap();
+                out.push(obj);
+            } else {
+                return (st, out);
+            }
+        }
+    }
+}
+
+fn text_of(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> String {
+    obj.element(tag)
+        .map(|e| {
+            e.to_str()
+                .unwrap()
+                .trim_end_matches(['\0', ' '])
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_find_levels_matching_and_scope() {
+    use dicom_core::VR;
+    const PATIENT_FIND: &str = uids::PATIENT_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND;
+    const STUDY_FIND: &str = uids::STUDY_ROOT_QUERY_RETRIEVE_INFORMATION_MODEL_FIND;
+    let qr: &[(&str, &[&str])] = &[
+        (uids::CT_IMAGE_STORAGE, &[EXPLICIT_LE]),
+        (PATIENT_FIND, &[EXPLICIT_LE]),
+        (STUDY_FIND, &[IMPLICIT_LE]),
+    ];
+    for backend in backends() {
+        let t = TestHub::start(&backend, None, |_| {}).await;
+        let mut hx = connect(&t, "HX_DR01", "YILIAN", qr).await.unwrap();
+        for n in 1..=3 {
+            let f = instance_bytes(&InstanceSpec::ct(n));
+            let uid = format!("2.25.1001.1.{n}");
+            assert_eq!(
+                hx.store(uids::CT_IMAGE_STORAGE, &uid, data_set_of(&f))
+                    .await
+                    .0,
+                0
+            );
+        }
+        let mut other = InstanceSpec::ct(1);
+        other.study_uid = "2.25.1002".into();
+        other.series_uid = "2.25.1002.1".into();
+        other.sop_uid = "2.25.1002.1.1".into();
+        other.modality = "DX".into();
+        let f = instance_bytes(&other);
+        assert_eq!(
+            hx.store(uids::CT_IMAGE_STORAGE, "2.25.1002.1.1", data_set_of(&f))
+                .await
+                .0,
+            0
+        );
+
+        // Patient Root, PATIENT level.
+        let (st, m) = hx
+            .find(
+                PATIENT_FIND,
+                &[
+                    (tags::QUERY_RETRIEVE_LEVEL, VR::CS, "PATIENT"),
+                    (tags::PATIENT_ID, VR::LO, "HX0001"),
+                    (tags::NUMBER_OF_PATIENT_RELATED_STUDIES, VR::IS, ""),
+                ],
+            )
+            .await;
+        assert_eq!(st, 0);
+        assert_eq!(m.len(), 1);
+        assert_eq!(text_of(&m[0], tags::PATIENT_ID), "HX0001");
+        assert_eq!(text_of(&m[0], tags::NUMBER_OF_PATIENT_RELATED_STUDIES), "2");
+
+        // Study Root, STUDY level: UID list matching, then wildcard and a date range.
+        let (st, m) = hx
+            .find(
+                STUDY_FIND,
+                &[
+                    (tags::QUERY_RETRIEVE_LEVEL, VR::CS, "STUDY"),
+                    (
+                        tags::STUDY_INSTANCE_UID,
+                        VR::UI,
+                        "2.25.1001\\2.25.1002\\2.25.9999",
+                    ),
+                ],
+            )
+            .await;
+        assert_eq!(st, 0);
+        let mut studies: Vec<String> = m
+            .iter()
+            .map(|o| text_of(o, tags::STUDY_INSTANCE_UID))
+            .collect();
+        studies.sort();
+        assert_eq!(studies, ["2.25.1001", "2.25.1002"]);
+        let (_, m) = hx
+            .find(
+                STUDY_FIND,
+                &[
+                    (tags::QUERY_RETRIEVE_LEVEL, VR::CS, "STUDY"),
+                    (tags::PATIENT_NAME, VR::PN, "Ceshi*"),
+                    (tags::STUDY_DATE, VR::DA, "20261101-20261130"),
+                    (tags::MODALITIES_IN_STUDY, VR::CS, "DX"),
+                    (tags::STUDY_INSTANCE_UID, VR::UI, ""),
+                ],
+            )
+            .await;
+        assert_eq!(m.len(), 1);
+        assert_eq!(text_of(&m[0], tags::STUDY_INSTANCE_UID), "2.25.1002");
+        let (_, m) = hx
+            .find(
+                STUDY_FIND,
+                &[
+                    (tags::QUERY_RETRIEVE_LEVEL, VR::CS, "STUDY"),
+                    (tags::STUDY_DATE, VR::DA, "20250101-20251231"),
+                ],
+            )
+            .await;
+        assert!(m.is_empty(), "date range excludes both studies");
+
+        // SERIES and IMAGE levels.
+        let (_, m) = hx
+            .find(
+                STUDY_FIND,
+                &[
+                    (tags::QUERY_RETRIEVE_LEVEL, VR::CS, "SERIES"),
+                    (tags::STUDY_INSTANCE_UID, VR::UI, "2.25.1001"),
+                    (tags::SERIES_INSTANCE_UID, VR::UI, ""),
+                    (tags::NUMBER_OF_SERIES_RELATED_INSTANCES, VR::IS, ""),
+                ],
+            )
+            .await;
+        assert_eq!(m.len(), 1);
+        assert_eq!(text_of(&m[0], tags::SERIES_INSTANCE_UID), "2.25.1001.1");
+        assert_eq!(
+            text_of(&m[0], tags::NUMBER_OF_SERIES_RELATED_INSTANCES),
+            "3"
+        );
+        let (_, m) = hx
+            .find(
+                STUDY_FIND,
+                &[
+                    (tags::QUERY_RETRIEVE_LEVEL, VR::CS, "IMAGE"),
+                    (tags::STUDY_INSTANCE_UID, VR::UI, "2.25.1001"),
+                    (tags::SERIES_INSTANCE_UID, VR::UI, "2.25.1001.1"),
+                    (tags::SOP_INSTANCE_UID, VR::UI, ""),
+                ],
+            )
+            .await;
+        let mut sops: Vec<String> = m
+            .iter()
+            .map(|o| text_of(o, tags::SOP_INSTANCE_UID))
+            .collect();
+        sops.sort();
+        assert_eq!(sops, ["2.25.1001.1.1", "2.25.1001.1.2", "2.25.1001.1.3"]);
+
+        // A bad identifier fails; the association goes on.
+        let (st, m) = hx
+            .find(STUDY_FIND, &[(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "WARD")])
+            .await;
+        assert_eq!((st, m.len()), (0xA900, 0));
+        let (st, _) = hx
+            .find(
+                STUDY_FIND,
+                &[(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "PATIENT")],
+            )
+            .await;
+        assert_eq!(st, 0xA900, "Study Root has no PATIENT level");
+        hx.release().await;
+
+        // Another township and a clinician (nothing signed yet) find nothing.
+        for node in ["DS_DR01", "TCM_PACS"] {
+            let mut scu = connect(&t, node, "YILIAN", qr).await.unwrap();
+            let (st, m) = scu
+                .find(
+                    STUDY_FIND,
+                    &[
+                        (tags::QUERY_RETRIEVE_LEVEL, VR::CS, "STUDY"),
+                        (tags::STUDY_INSTANCE_UID, VR::UI, ""),
+                    ],
+                )
+                .await;
+            assert_eq!((st, m.len()), (0, 0), "{node}");
+            scu.release().await;
+        }
         t.finish().await;
     }
 }
