@@ -53,6 +53,22 @@ pub fn router(hub: Hub) -> Router {
             "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered",
             get(dicomweb::rendered_frame),
         )
+        .route(
+            "/dicomweb/studies/{study}/thumbnail",
+            get(dicomweb::thumbnail_study),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/thumbnail",
+            get(dicomweb::thumbnail_series),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{sop}/thumbnail",
+            get(dicomweb::thumbnail_instance),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/thumbnail",
+            get(dicomweb::thumbnail_frame),
+        )
         .layer(DefaultBodyLimit::disable());
     let api = Router::new()
         .route("/api/v1/me", get(api::me))
