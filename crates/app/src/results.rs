@@ -188,7 +188,9 @@ impl Hub {
         Ok(out)
     }
 
-    pub(crate) async fn checked_blob(&self, inst: &InstanceRecord) -> Result<Bytes, AppError> {
+    /// The stored bytes of an instance, checked against the catalog's SHA-256. For records a
+    /// scoped, audited use case returned (e.g. [`Hub::instances_to_retrieve`] for C-GET/C-MOVE).
+    pub async fn checked_blob(&self, inst: &InstanceRecord) -> Result<Bytes, AppError> {
         let bytes = self.blobs.get(&inst.blob_key).await?;
         if hex::encode(Sha256::digest(&bytes)) != inst.sha256 {
             tracing::error!(sop = %inst.sop_instance_uid, "blob checksum mismatch");

@@ -1,9 +1,11 @@
-//! Yilian server: the HTTP front end (DICOMweb, the REST API, health), authentication of callers, and
-//! the background jobs. Handlers translate HTTP to `yilian-app` use cases and back; no SQL here.
+//! Yilian server: the HTTP front end (DICOMweb, the REST API, health), the DIMSE listener (`dimse`),
+//! authentication of callers, and the background jobs. Handlers translate HTTP and DIMSE to
+//! `yilian-app` use cases and back; no SQL here.
 
 mod api;
 mod auth;
 mod dicomweb;
+pub mod dimse;
 mod error;
 pub mod openapi;
 mod wado;
@@ -19,6 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use yilian_app::Hub;
 
+pub use dimse::{serve_dimse, spawn_dimse};
 pub use error::ApiError;
 
 /// Shared handler state.
