@@ -216,6 +216,7 @@ pub fn open(bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> {
     } else {
         return Err(DicomError::NotDicom);
     };
+    crate::lengths::check(body).map_err(DicomError::Malformed)?;
     OpenFileOptions::new()
         .read_preamble(ReadPreamble::Never)
         .from_reader(Cursor::new(body))

@@ -4,6 +4,7 @@
 pub mod bulk;
 pub mod dicom;
 pub mod dicom_json;
+pub mod lengths;
 pub mod query;
 
 pub use dicom::{DicomError, DicomMeta, Parsed, parse_bytes, parse_dicom, parse_file};
