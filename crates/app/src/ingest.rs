@@ -1,12 +1,16 @@
-//! Ingest: one DICOM instance from any front end (STOW-RS today; DIMSE, the site agent and the upload
-//! page later) becomes a durable blob plus catalog rows. The order is fixed: parse, check duplicates,
-//! write the blob durably, commit the catalog. Only then is the instance acknowledged.
+//! Ingest: one DICOM instance from any front end (STOW-RS, DIMSE C-STORE; the site agent and the
+//! upload page later) becomes a durable blob plus catalog rows. The order is fixed: parse, check
+//! duplicates, write the blob durably, commit the catalog. Only then is the instance acknowledged.
+//! An instance arrives in memory (small STOW parts) or spooled to a file (DIMSE), which keeps memory
+//! bounded whatever the instance size.
+
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use yilian_domain::{SiteId, StudyInstanceUid};
 use yilian_formats::dicom_json::FailureReason;
-use yilian_formats::{DicomMeta, parse_dicom};
+use yilian_formats::{DicomMeta, Parsed, parse_bytes, parse_file};
 
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
@@ -64,9 +68,32 @@ impl Hub {
         bytes: Bytes,
         expected_study: Option<&StudyInstanceUid>,
     ) -> Result<Result<Stored, Failure>, AppError> {
+        self.store_input(who, Input::Memory(bytes), expected_study)
+            .await
+    }
+
+    /// Stores one Part 10 instance spooled to a file (ideally in `blobs.staging_dir()`, so it is
+    /// moved rather than copied). The file is consumed whatever the outcome.
+    pub async fn store_instance_file(
+        &self,
+        who: &Principal,
+        path: &Path,
+    ) -> Result<Result<Stored, Failure>, AppError> {
+        let input = Input::File(path.to_path_buf());
+        let r = self.store_input(who, input, None).await;
+        let _ = tokio::fs::remove_file(path).await;
+        r
+    }
+
+    async fn store_input(
+        &self,
+        who: &Principal,
+        input: Input,
+        expected_study: Option<&StudyInstanceUid>,
+    ) -> Result<Result<Stored, Failure>, AppError> {
         require(who, Action::UploadStudy)?;
         let outcome = self
-            .store_checked(who, &who.site, bytes, expected_study)
+            .store_checked(who, &who.site, input, expected_study)
             .await;
         let (result, detail) = match &outcome {
             Ok(s) => (
@@ -96,11 +123,11 @@ impl Hub {
         &self,
         who: &Principal,
         site: &SiteId,
-        bytes: Bytes,
+        input: Input,
         expected_study: Option<&StudyInstanceUid>,
     ) -> Result<Stored, Failure> {
-        let meta = parse_dicom(&bytes)
-            .map_err(|e| Failure::of(None, FailureReason::CannotUnderstand, e.to_string()))?;
+        let (sha, size, parsed) = examine(&input).await?;
+        let Parsed { meta, metadata } = parsed;
         let fail = |reason, msg: String| Failure::of(Some(&meta), reason, msg);
         if let Some(expected) = expected_study
             && expected != &meta.study_instance_uid
@@ -113,7 +140,6 @@ impl Hub {
                 ),
             ));
         }
-        let sha = hex::encode(Sha256::digest(&bytes));
         let stored = Stored {
             sop_class_uid: meta.sop_class_uid.to_string(),
             sop_instance_uid: meta.sop_instance_uid.to_string(),
@@ -162,7 +188,11 @@ impl Hub {
             .unwrap_or(site.as_str());
         let local = meta.local_patient_id(default_issuer);
         let key = blob_key(&sha);
-        self.blobs.put(&key, bytes.clone()).await.map_err(backend)?;
+        match &input {
+            Input::Memory(bytes) => self.blobs.put(&key, bytes.clone()).await,
+            Input::File(path) => self.blobs.put_file(&key, path).await,
+        }
+        .map_err(backend)?;
         let new = NewInstance {
             patient_key: self.patient_key(&local),
             issuer_of_patient_id: local.issuer.clone(),
@@ -181,6 +211,9 @@ impl Hub {
             series_number: meta.series_number,
             series_description: meta.series_description.clone(),
             body_part_examined: meta.body_part_examined.clone(),
+            study_id: meta.study_id.clone(),
+            referring_physician_name: meta.referring_physician_name.clone(),
+            metadata: metadata.to_string(),
             instance: InstanceRecord {
                 sop_instance_uid: meta.sop_instance_uid.clone(),
                 sop_class_uid: meta.sop_class_uid.clone(),
@@ -191,7 +224,7 @@ impl Hub {
                 rows: meta.rows,
                 columns: meta.columns,
                 number_of_frames: meta.number_of_frames,
-                size_bytes: bytes.len() as i64,
+                size_bytes: size as i64,
                 sha256: sha.clone(),
                 blob_key: key,
                 received_at: self.now(),
@@ -215,6 +248,62 @@ impl Hub {
             )),
         }
     }
+}
+
+/// Where an instance's bytes are.
+enum Input {
+    Memory(Bytes),
+    File(PathBuf),
+}
+
+/// Hashes and parses the input (off the async executor): sha256 hex, size, parse result.
+async fn examine(input: &Input) -> Result<(String, u64, Parsed), Failure> {
+    let cannot = |m: String| Failure::of(None, FailureReason::CannotUnderstand, m);
+    let work = match input {
+        Input::Memory(b) => {
+            let b = b.clone();
+            tokio::task::spawn_blocking(move || {
+                let sha = hex::encode(Sha256::digest(&b));
+                parse_bytes(&b).map(|p| (sha, b.len() as u64, p))
+            })
+            .await
+        }
+        Input::File(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let (sha, size) = hash_file(&path)
+                    .map_err(|e| yilian_formats::DicomError::Malformed(e.to_string()))?;
+                parse_file(&path).map(|p| (sha, size, p))
+            })
+            .await
+        }
+    };
+    work.map_err(|e| {
+        tracing::error!(error = %e, "ingest worker failed");
+        Failure::of(
+            None,
+            FailureReason::OutOfResources,
+            "the hub could not examine the instance now; retry later",
+        )
+    })?
+    .map_err(|e| cannot(e.to_string()))
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
 }
 
 fn conflict(meta: &DicomMeta, existing_sha: &str) -> Failure {

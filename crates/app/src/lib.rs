@@ -10,9 +10,11 @@ pub mod ports;
 pub mod reading;
 pub mod results;
 pub mod routing;
+pub mod search;
 pub mod tokens;
 
 pub use access::{Action, Principal, allowed};
 pub use error::AppError;
 pub use hub::{Hub, SystemClock};
 pub use ports::*;
+pub use search::{MAX_MATCHES, SearchResult, uid_query};

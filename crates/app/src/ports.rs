@@ -30,6 +30,21 @@ pub trait Clock: Send + Sync {
 pub trait Blobs: Send + Sync {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<(), PortError>;
     async fn get(&self, key: &str) -> Result<Bytes, PortError>;
+    /// Stores a file's content under `key`, durable on return. The file is consumed: it may be
+    /// moved into the store (no copy when on the same filesystem). The default reads it into memory.
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), PortError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| PortError::Unavailable(format!("read {}: {e}", path.display())))?;
+        self.put(key, Bytes::from(bytes)).await?;
+        let _ = tokio::fs::remove_file(path).await;
+        Ok(())
+    }
+    /// A folder on the store's filesystem where front ends spool uploads so `put_file` can move them
+    /// instead of copying. `None` when the store has no such folder.
+    fn staging_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// The signer's key as the vault reports it.
@@ -106,7 +121,25 @@ pub struct NewInstance {
     pub series_number: Option<i64>,
     pub series_description: Option<String>,
     pub body_part_examined: Option<String>,
+    pub study_id: Option<String>,
+    pub referring_physician_name: Option<String>,
+    /// DICOM JSON of the data set, bulk data as references.
+    pub metadata: String,
     pub instance: InstanceRecord,
+}
+
+/// Which studies a search may see: the caller's scope as data, applied inside the query so that
+/// `limit`/`offset` page through visible studies only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SearchScope {
+    /// Studies uploaded by this site.
+    Site(SiteId),
+    /// Studies whose exam is on one of these pools.
+    Pools(Vec<PoolId>),
+    /// Studies whose exam is signed (published results).
+    Signed,
+    /// Nothing.
+    Nothing,
 }
 
 #[derive(Clone, Debug)]
@@ -253,6 +286,21 @@ pub trait Catalog: Send + Sync {
         &self,
         study: &StudyInstanceUid,
     ) -> Result<Vec<InstanceRecord>, PortError>;
+    /// Matches at the query's level within the scope, ordered newest study first, then series and
+    /// instance number; `limit`/`offset` of the query apply.
+    async fn search(
+        &self,
+        query: &yilian_formats::query::Query,
+        scope: &SearchScope,
+    ) -> Result<Vec<yilian_formats::query::QueryMatch>, PortError>;
+    /// Stored metadata documents of a study, optionally one series or one instance, in instance
+    /// order. Instances stored before metadata was kept have none (the caller reads the blob).
+    async fn metadata(
+        &self,
+        study: &StudyInstanceUid,
+        series: Option<&SeriesInstanceUid>,
+        sop: Option<&SopInstanceUid>,
+    ) -> Result<Vec<(SopInstanceUid, String)>, PortError>;
     async fn patient_key_of(
         &self,
         issuer: &str,

@@ -1,7 +1,10 @@
-//! DICOM Part 10 files → [`DicomMeta`], the attributes the catalog keeps. Pixel data is parsed as
-//! bytes (so a truncated file is caught) but never decoded here.
+//! DICOM Part 10 files → [`DicomMeta`], the attributes the catalog keeps, and the instance's
+//! metadata as DICOM JSON with bulk data replaced by references. Pixel data is parsed as bytes (so a
+//! truncated file is caught) but never decoded here; files above [`FULL_PARSE_LIMIT`] are parsed up
+//! to the pixel data only, so memory stays bounded whatever the instance size.
 
 use std::io::Cursor;
+use std::path::Path;
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
@@ -55,6 +58,8 @@ pub struct DicomMeta {
     pub rows: Option<i64>,
     pub columns: Option<i64>,
     pub number_of_frames: Option<i64>,
+    pub study_id: Option<String>,
+    pub referring_physician_name: Option<String>,
 }
 
 impl DicomMeta {
@@ -65,6 +70,139 @@ impl DicomMeta {
                 .clone()
                 .unwrap_or_else(|| default_issuer.to_string()),
             id: self.patient_id.clone(),
+        }
+    }
+}
+
+/// Files up to this size are parsed whole (every element, so any truncation is caught); larger
+/// files are parsed up to Pixel Data, whose declared size is then checked against the file size.
+pub const FULL_PARSE_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Binary values longer than this are not inlined in the metadata: they become bulk data references.
+pub const BULK_THRESHOLD: usize = 1024;
+
+/// The placeholder that starts every BulkDataURI in stored metadata; the server replaces it with the
+/// instance's URL followed by `/bulkdata`.
+pub const BULK_PLACEHOLDER: &str = "{bulk}";
+
+/// A parsed instance: the catalog attributes and the metadata document.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    pub meta: DicomMeta,
+    /// DICOM JSON (PS3.18 Annex F) of the data set; bulk values are `BulkDataURI`s that start with
+    /// [`BULK_PLACEHOLDER`] followed by the element path (`/7FE00010`, `/54000100/1/54001010`).
+    pub metadata: serde_json::Value,
+}
+
+/// Parses a Part 10 file held in memory: catalog attributes and metadata.
+pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, DicomError> {
+    let obj = open(bytes)?;
+    Ok(Parsed {
+        meta: meta_of(&obj)?,
+        metadata: metadata_json(&obj)?,
+    })
+}
+
+/// Parses a Part 10 file on disk. Whole when small; above [`FULL_PARSE_LIMIT`] only up to Pixel
+/// Data, so a multi-gigabyte instance costs no more memory than its header.
+pub fn parse_file(path: &Path) -> Result<Parsed, DicomError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| DicomError::Malformed(e.to_string()))?
+        .len();
+    if len <= FULL_PARSE_LIMIT {
+        let bytes = std::fs::read(path).map_err(|e| DicomError::Malformed(e.to_string()))?;
+        return parse_bytes(&bytes);
+    }
+    let mut head = [0u8; 132];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| DicomError::Malformed(e.to_string()))?;
+        f.read_exact(&mut head).map_err(|_| DicomError::NotDicom)?;
+    }
+    let preamble = if &head[128..132] == b"DICM" {
+        ReadPreamble::Always
+    } else if head.starts_with(b"DICM") {
+        ReadPreamble::Never
+    } else {
+        return Err(DicomError::NotDicom);
+    };
+    let obj = OpenFileOptions::new()
+        .read_preamble(preamble)
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| DicomError::Malformed(e.to_string()))?;
+    let meta = meta_of(&obj)?;
+    // Native pixel data has a known size: a file shorter than its pixels is truncated.
+    let native = !matches!(
+        meta.transfer_syntax_uid.as_str(),
+        ts if ts.starts_with("1.2.840.10008.1.2.4") || ts == "1.2.840.10008.1.2.5"
+    );
+    if native {
+        let bits = int(&obj, tags::BITS_ALLOCATED).unwrap_or(0).max(0) as u64;
+        let spp = int(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1) as u64;
+        let pixels = (meta.rows.unwrap_or(0).max(0) as u64)
+            .saturating_mul(meta.columns.unwrap_or(0).max(0) as u64)
+            .saturating_mul(meta.number_of_frames.unwrap_or(1).max(1) as u64)
+            .saturating_mul(spp)
+            .saturating_mul(bits)
+            / 8;
+        if pixels > len {
+            return Err(DicomError::Malformed(format!(
+                "the pixel data needs {pixels} bytes but the file has only {len}"
+            )));
+        }
+    }
+    let mut metadata = metadata_json(&obj)?;
+    if let Some(map) = metadata.as_object_mut() {
+        let vr = if int(&obj, tags::BITS_ALLOCATED).unwrap_or(16) > 8 && native {
+            "OW"
+        } else {
+            "OB"
+        };
+        map.insert(
+            "7FE00010".into(),
+            serde_json::json!({ "vr": vr, "BulkDataURI": format!("{BULK_PLACEHOLDER}/7FE00010") }),
+        );
+    }
+    Ok(Parsed { meta, metadata })
+}
+
+/// DICOM JSON of the data set (not the file meta group), with binary values longer than
+/// [`BULK_THRESHOLD`] and all pixel data replaced by `BulkDataURI` references.
+pub fn metadata_json(obj: &DefaultDicomObject) -> Result<serde_json::Value, DicomError> {
+    let dataset: &dicom_object::InMemDicomObject = obj;
+    let mut v = dicom_json::to_value(dataset)
+        .map_err(|e| DicomError::Malformed(format!("cannot express as DICOM JSON: {e}")))?;
+    bulk_to_references(&mut v, BULK_PLACEHOLDER);
+    Ok(v)
+}
+
+fn bulk_to_references(v: &mut serde_json::Value, path: &str) {
+    let Some(map) = v.as_object_mut() else {
+        return;
+    };
+    for (tag, attr) in map.iter_mut() {
+        let here = format!("{path}/{tag}");
+        let Some(a) = attr.as_object_mut() else {
+            continue;
+        };
+        let big_inline = a
+            .get("InlineBinary")
+            .and_then(|b| b.as_str())
+            .is_some_and(|b| b.len() * 3 / 4 > BULK_THRESHOLD);
+        let pixels = tag == "7FE00010" || tag == "7FE00008" || tag == "7FE00009";
+        if big_inline || (pixels && !a.contains_key("BulkDataURI")) {
+            a.remove("InlineBinary");
+            a.remove("Value");
+            a.insert("BulkDataURI".into(), serde_json::Value::String(here));
+            continue;
+        }
+        if a.get("vr").and_then(|x| x.as_str()) == Some("SQ")
+            && let Some(items) = a.get_mut("Value").and_then(|x| x.as_array_mut())
+        {
+            for (i, item) in items.iter_mut().enumerate() {
+                bulk_to_references(item, &format!("{here}/{}", i + 1));
+            }
         }
     }
 }
@@ -169,6 +307,8 @@ pub fn meta_of(obj: &DefaultDicomObject) -> Result<DicomMeta, DicomError> {
         rows: int(obj, tags::ROWS),
         columns: int(obj, tags::COLUMNS),
         number_of_frames: int(obj, tags::NUMBER_OF_FRAMES),
+        study_id: text(obj, tags::STUDY_ID),
+        referring_physician_name: text(obj, tags::REFERRING_PHYSICIAN_NAME),
     })
 }
 
@@ -191,6 +331,47 @@ mod tests {
         assert_eq!(m.instance_number, Some(2));
         assert_eq!((m.rows, m.columns), (Some(64), Some(64)));
         assert_eq!(m.study_date.as_deref(), Some("20261120"));
+    }
+
+    #[test]
+    fn metadata_is_dicom_json_with_pixels_as_bulk_references() {
+        let p = parse_bytes(&instance_bytes(&InstanceSpec::ct(2))).unwrap();
+        let md = &p.metadata;
+        assert_eq!(md["0020000D"]["Value"][0], "2.25.1001");
+        assert_eq!(md["00080060"]["Value"][0], "CT");
+        assert_eq!(md["00100010"]["vr"], "PN");
+        assert_eq!(md["7FE00010"]["BulkDataURI"], "{bulk}/7FE00010");
+        assert!(md["7FE00010"].get("InlineBinary").is_none());
+        assert!(
+            md.get("00020010").is_none(),
+            "file meta is not part of the data set"
+        );
+    }
+
+    #[test]
+    fn a_large_file_is_parsed_to_its_header_and_checked_for_truncation() {
+        let dir = std::env::temp_dir().join(format!("yl-parse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // 3000 × 3000 × 2 bytes = 18 MB: above the full-parse limit.
+        let spec = InstanceSpec {
+            rows: 3000,
+            columns: 3000,
+            ..InstanceSpec::ct(7)
+        };
+        let bytes = instance_bytes(&spec);
+        assert!(bytes.len() as u64 > FULL_PARSE_LIMIT);
+        let whole = dir.join("whole.dcm");
+        std::fs::write(&whole, &bytes).unwrap();
+        let p = parse_file(&whole).unwrap();
+        assert_eq!(p.meta.sop_instance_uid.as_str(), "2.25.1001.1.7");
+        assert_eq!(p.metadata["7FE00010"]["BulkDataURI"], "{bulk}/7FE00010");
+        let cut = dir.join("cut.dcm");
+        for keep in [bytes.len() / 2, bytes.len() - 1000] {
+            std::fs::write(&cut, &bytes[..keep]).unwrap();
+            let e = parse_file(&cut).unwrap_err();
+            assert!(matches!(e, DicomError::Malformed(_)), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

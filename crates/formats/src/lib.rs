@@ -3,5 +3,6 @@
 
 pub mod dicom;
 pub mod dicom_json;
+pub mod query;
 
-pub use dicom::{DicomError, DicomMeta, parse_dicom};
+pub use dicom::{DicomError, DicomMeta, Parsed, parse_bytes, parse_dicom, parse_file};

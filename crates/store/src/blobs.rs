@@ -51,6 +51,33 @@ impl FsBlobs {
         &self.root
     }
 
+    /// Moves `src` to `dest` (rename when on the same filesystem, else copy), with the file and its
+    /// folder fsynced before returning. An existing `dest` holds the same content (content-addressed
+    /// keys), so it is kept and `src` dropped.
+    fn move_durably(src: &Path, dest: &Path) -> std::io::Result<()> {
+        if dest.is_file() {
+            let _ = std::fs::remove_file(src);
+            return Ok(());
+        }
+        let dir = dest
+            .parent()
+            .ok_or_else(|| std::io::Error::other("blob key without folder"))?;
+        std::fs::create_dir_all(dir)?;
+        std::fs::File::open(src)?.sync_all()?;
+        if std::fs::rename(src, dest).is_err() {
+            let tmp = dir.join(format!(
+                ".{}.{}.tmp",
+                dest.file_name().and_then(|n| n.to_str()).unwrap_or("blob"),
+                std::process::id()
+            ));
+            std::fs::copy(src, &tmp)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, dest)?;
+            let _ = std::fs::remove_file(src);
+        }
+        std::fs::File::open(dir)?.sync_all()
+    }
+
     fn fsync(path: PathBuf) -> std::io::Result<()> {
         std::fs::File::open(&path)?.sync_all()?;
         if let Some(dir) = path.parent() {
@@ -87,6 +114,20 @@ impl Blobs for FsBlobs {
             .map_err(|e| PortError::Unavailable(format!("fsync: {e}")))
     }
 
+    async fn put_file(&self, key: &str, path: &Path) -> Result<(), PortError> {
+        object_path(key)?;
+        let dest = self.root.join(key);
+        let src = path.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::move_durably(&src, &dest))
+            .await
+            .map_err(|e| PortError::Unavailable(e.to_string()))?
+            .map_err(|e| PortError::Unavailable(format!("store file: {e}")))
+    }
+
+    fn staging_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join(".staging"))
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes, PortError> {
         let path = object_path(key)?;
         let got = self.store.get(&path).await.map_err(|e| match e {
@@ -113,6 +154,25 @@ mod tests {
         assert!(dir.path().join("blobs/sha256/ab/cd/abcd").is_file());
         // Writing the same key again (same content, content-addressed) is harmless.
         blobs.put("sha256/ab/cd/abcd", data.clone()).await.unwrap();
+        // A spooled file is moved in, durably, and is gone from the staging folder.
+        let staging = blobs.staging_dir().unwrap();
+        std::fs::create_dir_all(&staging).unwrap();
+        let spooled = staging.join("upload-1");
+        std::fs::write(&spooled, b"spooled").unwrap();
+        blobs.put_file("sha256/ef/01/ef01", &spooled).await.unwrap();
+        assert_eq!(
+            &blobs.get("sha256/ef/01/ef01").await.unwrap()[..],
+            b"spooled"
+        );
+        assert!(!spooled.exists());
+        // From another folder (copy path when rename is impossible is the same code after rename fails).
+        let elsewhere = dir.path().join("other-file");
+        std::fs::write(&elsewhere, b"other").unwrap();
+        blobs
+            .put_file("sha256/ef/02/ef02", &elsewhere)
+            .await
+            .unwrap();
+        assert_eq!(&blobs.get("sha256/ef/02/ef02").await.unwrap()[..], b"other");
         assert!(matches!(
             blobs.get("sha256/00/00/none").await,
             Err(PortError::NotFound(_))

@@ -93,6 +93,8 @@ impl SqlCatalog {
                     conn.execute("PRAGMA synchronous = FULL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    // LIKE as on PostgreSQL: case-sensitive (person names are lowered explicitly).
+                    conn.execute("PRAGMA case_sensitive_like = ON").await?;
                     Ok(())
                 })
             });
@@ -312,8 +314,8 @@ impl Catalog for SqlCatalog {
         .map_err(db)?;
         let study = sqlx::query(
             "INSERT INTO studies (study_uid, site_id, patient_key, issuer, patient_id, patient_name, study_date, study_time, \
-             accession_number, description, state, urgent, first_received_at, last_received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'receiving', 0, $11, $11) \
+             accession_number, description, state, urgent, first_received_at, last_received_at, study_id, referring_physician) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'receiving', 0, $11, $11, $12, $13) \
              ON CONFLICT (study_uid) DO UPDATE SET last_received_at = excluded.last_received_at \
              WHERE studies.site_id = excluded.site_id",
         )
@@ -328,6 +330,8 @@ impl Catalog for SqlCatalog {
         .bind(&n.accession_number)
         .bind(&n.study_description)
         .bind(now)
+        .bind(&n.study_id)
+        .bind(&n.referring_physician_name)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -386,6 +390,16 @@ impl Catalog for SqlCatalog {
                 }
             });
         }
+        sqlx::query(
+            "INSERT INTO instance_metadata (sop_instance_uid, study_uid, series_uid, document) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(i.sop_instance_uid.as_str())
+        .bind(i.study_uid.as_str())
+        .bind(i.series_uid.as_str())
+        .bind(&n.metadata)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(InsertOutcome::Inserted)
     }
@@ -433,6 +447,41 @@ impl Catalog for SqlCatalog {
         .await
         .map_err(db)?;
         rows.iter().map(instance_row).collect()
+    }
+
+    async fn search(
+        &self,
+        query: &yilian_formats::query::Query,
+        scope: &SearchScope,
+    ) -> Result<Vec<yilian_formats::query::QueryMatch>, PortError> {
+        crate::search::search(&self.pool, query, scope).await
+    }
+
+    async fn metadata(
+        &self,
+        study: &StudyInstanceUid,
+        series: Option<&SeriesInstanceUid>,
+        sop: Option<&SopInstanceUid>,
+    ) -> Result<Vec<(SopInstanceUid, String)>, PortError> {
+        let rows = sqlx::query(
+            "SELECT m.sop_instance_uid, m.document FROM instance_metadata m JOIN instances i ON i.sop_instance_uid = m.sop_instance_uid \
+             WHERE m.study_uid = $1 AND (CAST($2 AS TEXT) IS NULL OR m.series_uid = $2) AND (CAST($3 AS TEXT) IS NULL OR m.sop_instance_uid = $3) \
+             ORDER BY i.series_uid, i.instance_number, i.sop_instance_uid",
+        )
+        .bind(study.as_str())
+        .bind(series.map(|s| s.as_str().to_string()))
+        .bind(sop.map(|s| s.as_str().to_string()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    uid(r, "sop_instance_uid", SopInstanceUid::new)?,
+                    r.try_get("document").map_err(|e| corrupt("metadata", e))?,
+                ))
+            })
+            .collect()
     }
 
     async fn patient_key_of(

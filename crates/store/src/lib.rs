@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod catalog;
+pub mod search;
 pub mod vault;
 
 pub use blobs::{BlobError, FsBlobs, open_blobs};

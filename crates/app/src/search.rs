@@ -1,0 +1,206 @@
+//! Search and retrieve for DICOM front ends (QIDO-RS, C-FIND, C-GET, C-MOVE, WADO-RS metadata):
+//! the caller's scope becomes a [`SearchScope`] applied inside the catalog query, and every search
+//! and metadata read is audited.
+
+use yilian_domain::{Role, SeriesInstanceUid, SopInstanceUid, StudyInstanceUid};
+use yilian_formats::query::{Key, Matcher, Query, QueryLevel, QueryMatch};
+
+use crate::access::{Action, Principal, require};
+use crate::error::AppError;
+use crate::hub::Hub;
+use crate::ports::{InstanceRecord, SearchScope};
+
+/// The most matches one search returns; a larger `limit` is lowered to it (QIDO pages with
+/// `offset`).
+pub const MAX_MATCHES: u32 = 1000;
+
+/// The most instances one retrieve (C-GET, C-MOVE) may cover.
+pub const MAX_RETRIEVE: u32 = 100_000;
+
+/// Search results with what the caller should be told about the query.
+#[derive(Clone, Debug)]
+pub struct SearchResult {
+    pub matches: Vec<QueryMatch>,
+    /// The limit was lowered to [`MAX_MATCHES`] (QIDO answers with a Warning header).
+    pub truncated: bool,
+}
+
+impl Hub {
+    /// The studies a principal may find: technicians their site's, readers their pools',
+    /// clinicians published (signed) results.
+    pub fn search_scope(&self, who: &Principal) -> SearchScope {
+        match who.role {
+            Role::SiteTech => SearchScope::Site(who.site.clone()),
+            Role::Reader => SearchScope::Pools(who.pools.clone()),
+            Role::Clinician => SearchScope::Signed,
+            Role::Admin => SearchScope::Nothing,
+        }
+    }
+
+    /// Runs a query within the caller's scope. Audited with the level and the matched studies.
+    pub async fn search(&self, who: &Principal, query: &Query) -> Result<SearchResult, AppError> {
+        require(who, Action::ViewStudy)?;
+        let mut q = query.clone();
+        let truncated = q.limit.is_none_or(|l| l > MAX_MATCHES);
+        q.limit = Some(q.limit.unwrap_or(MAX_MATCHES).min(MAX_MATCHES));
+        let matches = self.catalog.search(&q, &self.search_scope(who)).await?;
+        let truncated = truncated && matches.len() as u32 == MAX_MATCHES;
+        let mut studies: Vec<&str> = matches.iter().map(|m| m.study_uid.as_str()).collect();
+        studies.dedup();
+        let shown = studies.len().min(50);
+        self.audit(
+            who,
+            "dicom.search",
+            "query",
+            q.level.as_str(),
+            None,
+            "ok",
+            format!(
+                "{} matches; studies {}{}",
+                matches.len(),
+                studies[..shown].join(","),
+                if studies.len() > shown { ",…" } else { "" }
+            ),
+        )
+        .await?;
+        Ok(SearchResult { matches, truncated })
+    }
+
+    /// The instances a retrieve (C-GET, C-MOVE, WADO-RS series) covers: the query's unique keys at
+    /// its level, within the caller's scope, as stored records. Audited once.
+    pub async fn instances_to_retrieve(
+        &self,
+        who: &Principal,
+        query: &Query,
+    ) -> Result<Vec<InstanceRecord>, AppError> {
+        require(who, Action::ViewStudy)?;
+        let mut q = Query::new(QueryLevel::Instance);
+        for key in [
+            Key::StudyInstanceUid,
+            Key::SeriesInstanceUid,
+            Key::SopInstanceUid,
+        ] {
+            if key.level() <= query.level
+                && let Some(m) = query.filter(key)
+            {
+                q.filters.push((key, m.clone()));
+            }
+        }
+        if query.level == QueryLevel::Patient
+            && let Some(m) = query.filter(Key::PatientId)
+        {
+            q.filters.push((Key::PatientId, m.clone()));
+        }
+        if q.filters.is_empty() {
+            return Err(AppError::Invalid(
+                "a retrieve needs the unique key of its level (e.g. Study Instance UID)".into(),
+            ));
+        }
+        q.limit = Some(MAX_RETRIEVE);
+        let matches = self.catalog.search(&q, &self.search_scope(who)).await?;
+        let mut out = Vec::with_capacity(matches.len());
+        for m in &matches {
+            let Some(sop) = m.sop_instance_uid.as_deref() else {
+                continue;
+            };
+            let sop = SopInstanceUid::new(sop.to_string()).map_err(|e| {
+                AppError::Port(crate::ports::PortError::Corrupt(format!("stored UID: {e}")))
+            })?;
+            if let Some(rec) = self.catalog.instance(&sop).await? {
+                out.push(rec);
+            }
+        }
+        let mut studies: Vec<&str> = out.iter().map(|r| r.study_uid.as_str()).collect();
+        studies.dedup();
+        self.audit(
+            who,
+            "dicom.retrieve",
+            "query",
+            query.level.as_str(),
+            None,
+            "ok",
+            format!("{} instances; studies {}", out.len(), studies.join(",")),
+        )
+        .await?;
+        Ok(out)
+    }
+
+    /// WADO-RS metadata of a study, series or instance in scope, from the catalog (one query, no blob
+    /// reads) — except instances stored before metadata was kept, which are read once from their blob.
+    /// Bulk data references start with [`yilian_formats::dicom::BULK_PLACEHOLDER`].
+    pub async fn metadata(
+        &self,
+        who: &Principal,
+        study: &StudyInstanceUid,
+        series: Option<&SeriesInstanceUid>,
+        sop: Option<&SopInstanceUid>,
+    ) -> Result<Vec<(SopInstanceUid, serde_json::Value)>, AppError> {
+        let record = self.study_in_scope(who, study).await?;
+        let docs = self.catalog.metadata(study, series, sop).await?;
+        let mut out = Vec::with_capacity(docs.len());
+        for (uid, text) in docs {
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                AppError::Port(crate::ports::PortError::Corrupt(format!(
+                    "stored metadata of {uid}: {e}"
+                )))
+            })?;
+            out.push((uid, v));
+        }
+        if out.is_empty() {
+            // Older instances: derive from the blobs.
+            for rec in self.catalog.study_instances(study).await? {
+                if series.is_some_and(|s| s != &rec.series_uid)
+                    || sop.is_some_and(|s| s != &rec.sop_instance_uid)
+                {
+                    continue;
+                }
+                let bytes = self.blobs.get(&rec.blob_key).await?;
+                let parsed = yilian_formats::parse_bytes(&bytes).map_err(|e| {
+                    AppError::Port(crate::ports::PortError::Corrupt(format!(
+                        "stored instance: {e}"
+                    )))
+                })?;
+                out.push((rec.sop_instance_uid, parsed.metadata));
+            }
+        }
+        if out.is_empty() {
+            return Err(AppError::NotFound(if sop.is_some() {
+                "instance"
+            } else {
+                "series"
+            }));
+        }
+        self.audit(
+            who,
+            "dicom.metadata",
+            "study",
+            study.as_str(),
+            Some(&record.patient_key),
+            "ok",
+            format!("{} instances", out.len()),
+        )
+        .await?;
+        Ok(out)
+    }
+}
+
+/// A query for one study (and optionally one series), as WADO-RS and C-GET use it.
+pub fn uid_query(
+    level: QueryLevel,
+    study: &StudyInstanceUid,
+    series: Option<&SeriesInstanceUid>,
+    sop: Option<&SopInstanceUid>,
+) -> Query {
+    let mut q = Query::new(level);
+    q.filters
+        .push((Key::StudyInstanceUid, Matcher::Single(study.to_string())));
+    if let Some(s) = series {
+        q.filters
+            .push((Key::SeriesInstanceUid, Matcher::Single(s.to_string())));
+    }
+    if let Some(s) = sop {
+        q.filters
+            .push((Key::SopInstanceUid, Matcher::Single(s.to_string())));
+    }
+    q
+}
