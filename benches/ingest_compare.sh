@@ -8,7 +8,8 @@
 #   benches/ingest_compare.sh --run            # needs root (network namespace), apt orthanc orthanc-dicomweb dcmtk
 #
 # Env: N=300 (instances per measurement, one study), SMALL=50 (the small study; the large one is 4x),
-#   STOW_BATCH=25 (instances per STOW request), CLIENTS="1 4", BENCH_KIT=/work/shared/bench,
+#   STOW_BATCH=25 (instances per STOW request), CLIENTS="1 4", RUNS=3 (throughput runs; the summary
+#   gives medians), BENCH_KIT=/work/shared/bench,
 #   YILIAN_BIN (default $CARGO_TARGET_DIR/release/yilian), BENCH_VENV=/var/tmp/yilian-bench-venv,
 #   WORK (default a fresh folder under /var/tmp), RESULTS (TSV; default $WORK/../ingest-compare.tsv).
 # Everything (hub, Orthanc, clients) runs inside a private network namespace: Orthanc 1.10 listens on
@@ -23,6 +24,7 @@ N=${N:-300}
 SMALL=${SMALL:-50}
 STOW_BATCH=${STOW_BATCH:-25}
 CLIENTS=${CLIENTS:-1 4}
+RUNS=${RUNS:-3}
 YILIAN_BIN=${YILIAN_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/yilian}
 BENCH_VENV=${BENCH_VENV:-/var/tmp/yilian-bench-venv}
 HUB_HTTP=127.0.0.1:18080
@@ -176,16 +178,42 @@ EOF
 
   local servers_cstore="orthanc"
   [ "$hub_dimse" = yes ] && servers_cstore="hub orthanc"
-  for c in $CLIENTS; do
-    for server in $servers_cstore; do measure "$server" cstore "$c" "$N" throughput; done
-    for server in hub orthanc; do measure "$server" stow "$c" "$N" throughput; done
+  for run in $(seq 1 "$RUNS"); do
+    for c in $CLIENTS; do
+      for server in $servers_cstore; do measure "$server" cstore "$c" "$N" throughput; done
+      for server in hub orthanc; do measure "$server" stow "$c" "$N" throughput; done
+    done
   done
   for size in "$SMALL" $((SMALL * 4)); do
     for server in $servers_cstore; do measure "$server" cstore 1 "$size" "study-$size"; done
     for server in hub orthanc; do measure "$server" stow 1 "$size" "study-$size"; done
   done
   rm -rf "$WORK/data"
+  summary
   log "done; results in $RESULTS"
+}
+
+# Markdown table of this run's medians (the lines after the last header in $RESULTS).
+summary() {
+  awk '/^label\t/{buf=""} !/^#/{buf=buf $0 "\n"} END{printf "%s", buf}' "$RESULTS" |
+    "$BENCH_VENV/bin/python" -c '
+import csv, statistics, sys
+rows = [r for r in csv.DictReader(sys.stdin, delimiter="\t")]
+med = lambda xs: statistics.median(float(x) for x in xs)
+groups = {}
+for r in rows:
+    groups.setdefault((r["label"], r["path"], r["clients"]), {}).setdefault(r["server"], []).append(r)
+print("| measurement | path | clients | hub inst/s (MB/s) | Orthanc inst/s (MB/s) | hub / Orthanc | peak RSS hub / Orthanc |")
+print("|---|---|---|---|---|---|---|")
+for (label, path, c), by in groups.items():
+    cell = lambda rs: "%.1f (%.1f)" % (med(r["inst_per_s"] for r in rs), med(r["mb_per_s"] for r in rs)) if rs else "n/a"
+    rss = lambda rs: "%.0f MB" % (max(int(r["peak_rss_kb"]) for r in rs) / 1024) if rs else "n/a"
+    h, o = by.get("hub", []), by.get("orthanc", [])
+    ratio = "%.2f" % (med(r["inst_per_s"] for r in h) / med(r["inst_per_s"] for r in o)) if h and o else "n/a"
+    runs = len(h or o)
+    plural = "runs" if runs > 1 else "run"
+    print(f"| {label} ({runs} {plural}) | {path} | {c} | {cell(h)} | {cell(o)} | {ratio} | {rss(h)} / {rss(o)} |")
+'
 }
 
 if [ "${1:-}" = "--inner" ]; then inner; else outer "$@"; fi
