@@ -3,6 +3,8 @@
 //! - ingest parse: full Part 10 parse (what ingest does, pixels read as bytes, not decoded) vs. a
 //!   metadata-only read that stops at Pixel Data;
 //! - render: PNG vs JPEG of a 512×512 16-bit CT frame with the dataset window;
+//! - render cache: a cold render (open the stored bytes, decode, window, encode; uncompressed and
+//!   JPEG-LS) vs. a hit in the app's render cache, for a full frame and a 128-px thumbnail;
 //! - signing: RFC 8785 canonicalisation + Ed25519 sign + verify of a report vs. SHA-256 of the same bytes.
 
 use std::hint::black_box;
@@ -76,6 +78,70 @@ fn rendering(c: &mut Criterion) {
     g.finish();
 }
 
+fn render_cache(c: &mut Criterion) {
+    use dicom_pixeldata::Transcode;
+    use yilian_app::render_cache::{RenderCache, RenderKey};
+    use yilian_render::Viewport;
+
+    let plain = ct512();
+    let jpegls = {
+        let mut obj = yilian_formats::dicom::open(&plain).expect("fixture opens");
+        obj.transcode(
+            &dicom_transfer_syntax_registry::entries::JPEG_LS_LOSSLESS_IMAGE_COMPRESSION.erased(),
+        )
+        .expect("JPEG-LS encoder");
+        let mut out = Vec::new();
+        obj.write_all(&mut out).expect("write to memory");
+        out
+    };
+    let cold = |bytes: &[u8], opts: &RenderOptions| {
+        yilian_formats::dicom::open(bytes)
+            .ok()
+            .and_then(|o| render(&o, opts).ok())
+            .map(|v| v.len())
+    };
+    let full = RenderOptions {
+        format: OutputFormat::Jpeg,
+        ..Default::default()
+    };
+    let thumb = RenderOptions {
+        viewport: Some(Viewport::fit(128, 128)),
+        ..full
+    };
+    let cache = RenderCache::default();
+    let key = |options| RenderKey {
+        sop_instance_uid: yilian_domain::SopInstanceUid::new("2.25.1001.1.1").expect("uid"),
+        options,
+    };
+    for opts in [full, thumb] {
+        let image = render(
+            &yilian_formats::dicom::open(&plain).expect("fixture opens"),
+            &opts,
+        )
+        .expect("renders");
+        cache.insert(key(opts), bytes::Bytes::from(image));
+    }
+    let mut g = c.benchmark_group("render_cache_ct512");
+    g.sample_size(20);
+    g.bench_function("cold_jpeg_uncompressed", |b| {
+        b.iter(|| cold(black_box(&plain), &full))
+    });
+    g.bench_function("cold_jpeg_from_jpegls", |b| {
+        b.iter(|| cold(black_box(&jpegls), &full))
+    });
+    g.bench_function("cold_thumbnail_128", |b| {
+        b.iter(|| cold(black_box(&plain), &thumb))
+    });
+    let (kf, kt) = (key(full), key(thumb));
+    g.bench_function("cached_jpeg", |b| {
+        b.iter(|| cache.get(black_box(&kf)).map(|i| i.len()))
+    });
+    g.bench_function("cached_thumbnail_128", |b| {
+        b.iter(|| cache.get(black_box(&kt)).map(|i| i.len()))
+    });
+    g.finish();
+}
+
 fn signing(c: &mut Criterion) {
     let key = SigningKeyPair::generate().expect("random");
     let results: Vec<serde_json::Value> = (0..200)
@@ -116,5 +182,5 @@ fn signing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ingest_parse, rendering, signing);
+criterion_group!(benches, ingest_parse, rendering, render_cache, signing);
 criterion_main!(benches);

@@ -55,11 +55,14 @@ impl Clock for ManualClock {
 pub struct TestHub {
     pub hub: Hub,
     pub base: String,
+    /// The DIMSE listener (AE title `hub.config.dicom.ae_title`).
+    pub dimse_addr: std::net::SocketAddr,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
     pub backend: Backend,
     pg_admin: Option<(String, String)>,
     server: tokio::task::JoinHandle<()>,
+    dimse: tokio::task::JoinHandle<()>,
 }
 
 fn replace_database(url: &str, db: &str) -> String {
@@ -123,9 +126,16 @@ impl TestHub {
         let server = tokio::spawn(async move {
             let _ = yilian_server::serve(h, listener, std::future::pending()).await;
         });
+        let dimse_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind DIMSE");
+        let dimse_addr = dimse_listener.local_addr().expect("DIMSE addr");
+        let dimse = yilian_server::spawn_dimse(hub.clone(), dimse_listener);
         TestHub {
             hub,
             base: format!("http://{addr}"),
+            dimse_addr,
+            dimse,
             http: reqwest::Client::new(),
             dir,
             backend: backend.clone(),
@@ -202,6 +212,7 @@ impl TestHub {
     /// Stops the server and drops a PostgreSQL test database.
     pub async fn finish(self) {
         self.server.abort();
+        self.dimse.abort();
         drop(self.hub);
         if let Some((url, name)) = self.pg_admin
             && let Ok(admin) = sqlx::AnyPool::connect(&url).await

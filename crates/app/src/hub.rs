@@ -12,6 +12,7 @@ use yilian_signing::{ALGORITHM_ED25519, PublicKeyRecord, format_time};
 
 use crate::access::Principal;
 use crate::ports::{AuditEvent, Blobs, Catalog, Clock, KeyVault, PortError, VaultKey};
+use crate::render_cache::RenderCache;
 
 /// The wall clock.
 #[derive(Debug, Default)]
@@ -35,6 +36,8 @@ pub struct Hub {
     pub blobs: Arc<dyn Blobs>,
     pub vault: Arc<dyn KeyVault>,
     pub clock: Arc<dyn Clock>,
+    /// Rendered frames and thumbnails, sized by `server.render_cache_bytes`.
+    pub render_cache: Arc<RenderCache>,
 }
 
 impl Hub {
@@ -46,6 +49,7 @@ impl Hub {
         clock: Arc<dyn Clock>,
     ) -> Self {
         Hub {
+            render_cache: Arc::new(RenderCache::new(config.server.render_cache_bytes)),
             config,
             catalog,
             blobs,

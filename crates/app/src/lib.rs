@@ -8,6 +8,8 @@ pub mod hub;
 pub mod ingest;
 pub mod ports;
 pub mod reading;
+pub mod render_cache;
+pub mod rendering;
 pub mod results;
 pub mod routing;
 pub mod search;

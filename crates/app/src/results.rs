@@ -1,6 +1,7 @@
 //! Publish and reuse: a member hospital looks a patient up and gets each published result with its
 //! mutual-recognition status; reports verify online here and offline with the same routine.
-//! Also retrieval of a study's instances (bytes or rendered) for everyone whose scope includes it.
+//! Also retrieval of a study's instances (bytes) for everyone whose scope includes it; rendering is
+//! in `rendering`.
 
 use bytes::Bytes;
 use chrono::NaiveDate;
@@ -10,7 +11,6 @@ use yilian_domain::{
     SopInstanceUid, StudyInstanceUid, UnixMillis,
 };
 use yilian_policy::{RecognitionDecision, RecognitionFacts, recognise};
-use yilian_render::{RenderOptions, render};
 use yilian_signing::{PublicKeyRecord, SignatureBlock, SignedDocument, verify_document};
 
 use crate::access::{Action, Principal, require};
@@ -121,7 +121,7 @@ impl Hub {
         })
     }
 
-    async fn instance_in_scope(
+    pub(crate) async fn instance_in_scope(
         &self,
         who: &Principal,
         study_uid: &StudyInstanceUid,
@@ -188,7 +188,9 @@ impl Hub {
         Ok(out)
     }
 
-    async fn checked_blob(&self, inst: &InstanceRecord) -> Result<Bytes, AppError> {
+    /// The stored bytes of an instance, checked against the catalog's SHA-256. For records a
+    /// scoped, audited use case returned (e.g. [`Hub::instances_to_retrieve`] for C-GET/C-MOVE).
+    pub async fn checked_blob(&self, inst: &InstanceRecord) -> Result<Bytes, AppError> {
         let bytes = self.blobs.get(&inst.blob_key).await?;
         if hex::encode(Sha256::digest(&bytes)) != inst.sha256 {
             tracing::error!(sop = %inst.sop_instance_uid, "blob checksum mismatch");
@@ -199,33 +201,6 @@ impl Hub {
             .into());
         }
         Ok(bytes)
-    }
-
-    /// A rendered frame (PNG/JPEG) of an instance in scope.
-    pub async fn render_instance(
-        &self,
-        who: &Principal,
-        study_uid: &StudyInstanceUid,
-        series_uid: &SeriesInstanceUid,
-        sop: &SopInstanceUid,
-        opts: RenderOptions,
-    ) -> Result<Vec<u8>, AppError> {
-        let (study, inst) = self
-            .instance_in_scope(who, study_uid, series_uid, sop)
-            .await?;
-        let bytes = self.checked_blob(&inst).await?;
-        let out = decode_and_render(bytes, opts)?;
-        self.audit(
-            who,
-            "dicom.render",
-            "instance",
-            sop.as_str(),
-            Some(&study.patient_key),
-            "ok",
-            "",
-        )
-        .await?;
-        Ok(out)
     }
 
     /// A patient's published results across the alliance with their recognition status. The patient is
@@ -473,14 +448,5 @@ pub fn report_document(r: &ReportRecord) -> Option<SignedDocument> {
             key_id: r.key_id.clone()?,
             value: r.signature.clone()?,
         },
-    })
-}
-
-fn decode_and_render(bytes: Bytes, opts: RenderOptions) -> Result<Vec<u8>, AppError> {
-    let obj = yilian_formats::dicom::open(&bytes).map_err(|e| PortError::Corrupt(e.to_string()))?;
-    render(&obj, &opts).map_err(|e| match e {
-        yilian_render::RenderError::BadWindow(_)
-        | yilian_render::RenderError::NoSuchFrame { .. } => AppError::Invalid(e.to_string()),
-        other => AppError::Invalid(format!("this instance cannot be rendered: {other}")),
     })
 }

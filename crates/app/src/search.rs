@@ -204,3 +204,82 @@ pub fn uid_query(
     }
     q
 }
+
+impl Hub {
+    /// The stored bytes of an instance, checked against its checksum. Only for records that came
+    /// from an audited retrieve ([`Hub::instances_to_retrieve`]).
+    pub async fn instance_bytes(&self, rec: &InstanceRecord) -> Result<bytes::Bytes, AppError> {
+        self.checked_blob(rec).await
+    }
+
+    /// The instances of a study or series in scope (WADO-RS retrieve); bytes are fetched one by one
+    /// with [`Hub::instance_bytes`] so a large study is streamed, not held in memory.
+    pub async fn instances_of(
+        &self,
+        who: &Principal,
+        study: &StudyInstanceUid,
+        series: Option<&SeriesInstanceUid>,
+    ) -> Result<Vec<InstanceRecord>, AppError> {
+        self.study_in_scope(who, study).await?;
+        let level = if series.is_some() {
+            QueryLevel::Series
+        } else {
+            QueryLevel::Study
+        };
+        let recs = self
+            .instances_to_retrieve(who, &uid_query(level, study, series, None))
+            .await?;
+        if recs.is_empty() {
+            return Err(AppError::NotFound("series"));
+        }
+        Ok(recs)
+    }
+
+    /// One element's value (WADO-RS bulkdata) of an instance in scope.
+    pub async fn bulkdata(
+        &self,
+        who: &Principal,
+        study: &StudyInstanceUid,
+        series: &SeriesInstanceUid,
+        sop: &SopInstanceUid,
+        path: &str,
+    ) -> Result<Vec<u8>, AppError> {
+        let (_, bytes) = self.retrieve_instance(who, study, series, sop).await?;
+        let path = path.to_string();
+        tokio::task::spawn_blocking(move || {
+            let obj = yilian_formats::dicom::open(&bytes)
+                .map_err(|e| AppError::Port(crate::ports::PortError::Corrupt(e.to_string())))?;
+            yilian_formats::bulk::element_bytes(&obj, &path)
+                .map_err(|e| AppError::Invalid(e.to_string()))
+        })
+        .await
+        .map_err(|e| AppError::Port(crate::ports::PortError::Unavailable(e.to_string())))?
+    }
+
+    /// Frames (1-based) of an instance in scope, as stored: native frames sliced, compressed ones as
+    /// their fragments. Returns the instance's transfer syntax and, per frame, (bytes, compressed).
+    pub async fn frames(
+        &self,
+        who: &Principal,
+        study: &StudyInstanceUid,
+        series: &SeriesInstanceUid,
+        sop: &SopInstanceUid,
+        frames: Vec<u32>,
+    ) -> Result<(String, Vec<(Vec<u8>, bool)>), AppError> {
+        let (rec, bytes) = self.retrieve_instance(who, study, series, sop).await?;
+        let out = tokio::task::spawn_blocking(move || {
+            let obj = yilian_formats::dicom::open(&bytes)
+                .map_err(|e| AppError::Port(crate::ports::PortError::Corrupt(e.to_string())))?;
+            frames
+                .into_iter()
+                .map(|f| {
+                    yilian_formats::bulk::frame_bytes(&obj, f)
+                        .map_err(|e| AppError::Invalid(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| AppError::Port(crate::ports::PortError::Unavailable(e.to_string())))??;
+        Ok((rec.transfer_syntax_uid, out))
+    }
+}

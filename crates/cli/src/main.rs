@@ -170,12 +170,24 @@ async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     tracing::info!(%local, "yilian hub listening");
     let background = yilian_server::spawn_background(hub.clone());
+    let dimse = if hub.config.dicom.enabled {
+        let addr = hub.config.dicom.listen_addr.clone();
+        let dimse_listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding the DIMSE listener on {addr} (dicom.listen_addr)"))?;
+        Some(yilian_server::spawn_dimse(hub.clone(), dimse_listener))
+    } else {
+        None
+    };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     };
     yilian_server::serve(hub, listener, shutdown).await?;
     background.abort();
+    if let Some(d) = dimse {
+        d.abort();
+    }
     Ok(())
 }
 
@@ -187,6 +199,12 @@ fn print_demo_banner(hub: &yilian_app::Hub, local: std::net::SocketAddr) {
         c.alliance.name
     );
     println!("  HTTP      http://{local}   (API document: http://{local}/api/openapi.json)");
+    if c.dicom.enabled {
+        println!(
+            "  DIMSE     {} on {}",
+            c.dicom.ae_title, c.dicom.listen_addr
+        );
+    }
     println!("  Data      ./yilian-data  (SQLite catalog, blob folder, signing keys)");
     println!("  Users");
     for u in &c.users {

@@ -131,6 +131,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// Largest request body accepted; larger bodies get 413.
     pub max_body_bytes: u64,
+    /// Memory for recently rendered frames and thumbnails (encoded bytes); 0 disables the cache.
+    pub render_cache_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -139,6 +141,7 @@ impl Default for ServerConfig {
             http_addr: "127.0.0.1:8080".into(),
             public_url: None,
             max_body_bytes: 512 * 1024 * 1024,
+            render_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -1,19 +1,22 @@
-//! DICOMweb (PS3.18): STOW-RS store, WADO-RS retrieve (instance, study) and rendered frames.
+//! DICOMweb (PS3.18): STOW-RS store, WADO-RS retrieve (instance, study), rendered frames and
+//! thumbnails.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 use yilian_app::ingest::{Failure, Stored};
+use yilian_app::rendering::ThumbnailOf;
 use yilian_domain::{SeriesInstanceUid, SopInstanceUid, StudyInstanceUid};
 use yilian_formats::dicom_json::{Failed, Referenced, stow_response};
-use yilian_render::{OutputFormat, RenderOptions, Window};
+use yilian_render::{
+    DEFAULT_QUALITY, OutputFormat, RenderOptions, Viewport, Window, parse_quality,
+};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -237,143 +240,247 @@ async fn store(
         .into_response())
 }
 
-/// A multipart/related body of Part 10 files, each with its stored transfer syntax.
-fn multipart_dicom(parts: Vec<(String, Bytes)>) -> Response {
-    let boundary = format!("yilian-{}", ulid::Ulid::new());
-    let mut body = Vec::new();
-    for (ts, bytes) in parts {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={ts}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(&bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let ct = format!("multipart/related; type=\"application/dicom\"; boundary={boundary}");
-    let mut resp = Response::new(Body::from(body));
-    if let Ok(v) = HeaderValue::from_str(&ct) {
-        resp.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    resp
+/// PS3.18 rendering query parameters (§8.3.5.1). Unknown parameters (annotation, charset, …)
+/// are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct RenderQuery {
+    window: Option<String>,
+    viewport: Option<String>,
+    quality: Option<String>,
+    /// Overrides the Accept header (PS3.18 §8.3.3.1).
+    accept: Option<String>,
 }
 
-/// WADO-RS instance: the original bytes, as stored (no transcoding).
-pub async fn retrieve_instance(
-    State(st): State<AppState>,
-    Caller(who): Caller,
-    Path((study, series, sop)): Path<(String, String, String)>,
-) -> Result<Response, ApiError> {
-    let (study, series, sop) = (
-        parse_uid(&study, StudyInstanceUid::new)?,
-        parse_uid(&series, SeriesInstanceUid::new)?,
-        parse_uid(&sop, SopInstanceUid::new)?,
-    );
-    let (inst, bytes) = st
-        .hub
-        .retrieve_instance(&who, &study, &series, &sop)
-        .await?;
-    Ok(multipart_dicom(vec![(inst.transfer_syntax_uid, bytes)]))
+/// Picks PNG or JPEG from an Accept value. Each format takes the q of the most specific range that
+/// matches it; the highest q above 0 wins, then the one named first. No Accept means JPEG, the
+/// PS3.18 default; an Accept that allows neither is 406.
+fn negotiate(accept: Option<&str>) -> Result<OutputFormat, ApiError> {
+    let accept = accept.map(str::trim).filter(|a| !a.is_empty());
+    let Some(accept) = accept else {
+        return Ok(OutputFormat::Jpeg);
+    };
+    // (media range, q, position)
+    let ranges: Vec<(String, f32, usize)> = accept
+        .split(',')
+        .enumerate()
+        .map(|(pos, r)| {
+            let mut parts = r.split(';');
+            let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+                .filter(|q| q.is_finite())
+                .unwrap_or(1.0);
+            (media, q, pos)
+        })
+        .collect();
+    let rate = |media: &str| -> Option<(f32, usize)> {
+        ranges
+            .iter()
+            .filter_map(|(range, q, pos)| {
+                let specificity = if range == media {
+                    2
+                } else if range == "image/*" {
+                    1
+                } else if range == "*/*" {
+                    0
+                } else {
+                    return None;
+                };
+                Some((specificity, *q, *pos))
+            })
+            .max_by_key(|(specificity, _, _)| *specificity)
+            .map(|(_, q, pos)| (q, pos))
+    };
+    let mut best: Option<(OutputFormat, f32, usize)> = None;
+    for format in [OutputFormat::Jpeg, OutputFormat::Png] {
+        if let Some((q, pos)) = rate(format.media_type())
+            && q > 0.0
+            && best.is_none_or(|(_, bq, bpos)| q > bq || (q == bq && pos < bpos))
+        {
+            best = Some((format, q, pos));
+        }
+    }
+    best.map(|(f, _, _)| f).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            "rendered images are available as image/jpeg or image/png",
+        )
+    })
 }
 
-/// WADO-RS study: every instance of the study.
-pub async fn retrieve_study(
-    State(st): State<AppState>,
-    Caller(who): Caller,
-    Path(study): Path<String>,
-) -> Result<Response, ApiError> {
-    let study = parse_uid(&study, StudyInstanceUid::new)?;
-    let all = st.hub.retrieve_study(&who, &study).await?;
-    Ok(multipart_dicom(
-        all.into_iter()
-            .map(|(i, b)| (i.transfer_syntax_uid, b))
-            .collect(),
+/// The render options of a query; `frame` is set by the caller.
+fn render_options(q: &RenderQuery, headers: &HeaderMap) -> Result<RenderOptions, ApiError> {
+    let accept = match &q.accept {
+        Some(a) => Some(a.as_str()),
+        None => headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    };
+    let format = negotiate(accept)?;
+    let bad = |e: yilian_render::RenderError| ApiError::bad_request(e.to_string());
+    Ok(RenderOptions {
+        frame: 0,
+        window: q
+            .window
+            .as_deref()
+            .map(Window::parse)
+            .transpose()
+            .map_err(bad)?,
+        viewport: q
+            .viewport
+            .as_deref()
+            .map(Viewport::parse)
+            .transpose()
+            .map_err(bad)?,
+        format,
+        quality: q
+            .quality
+            .as_deref()
+            .map(parse_quality)
+            .transpose()
+            .map_err(bad)?
+            .unwrap_or(DEFAULT_QUALITY),
+    })
+}
+
+/// A 1-based frame number from the path, as a 0-based index. Frame lists are not rendered.
+fn frame_index(s: &str) -> Result<u32, ApiError> {
+    if s.contains(',') {
+        return Err(ApiError::bad_request(
+            "one frame at a time: ask for frames/{n}/rendered for each frame",
+        ));
+    }
+    match s.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n - 1),
+        _ => Err(ApiError::bad_request(format!(
+            "invalid frame number {s:?}: frames are numbered from 1"
+        ))),
+    }
+}
+
+fn image_response(format: OutputFormat, image: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, format.media_type())], image).into_response()
+}
+
+fn instance_uids(
+    study: &str,
+    series: &str,
+    sop: &str,
+) -> Result<(StudyInstanceUid, SeriesInstanceUid, SopInstanceUid), ApiError> {
+    Ok((
+        parse_uid(study, StudyInstanceUid::new)?,
+        parse_uid(series, SeriesInstanceUid::new)?,
+        parse_uid(sop, SopInstanceUid::new)?,
     ))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct RenderQuery {
-    window: Option<String>,
-    quality: Option<u8>,
-}
-
-fn wants_png(headers: &HeaderMap) -> bool {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let png = accept.find("image/png");
-    let jpeg = accept.find("image/jpeg");
-    match (png, jpeg) {
-        (Some(p), Some(j)) => p < j,
-        (Some(_), None) => true,
-        _ => false,
-    }
-}
-
+/// `GET …/instances/{sop}/rendered`: the first frame.
 pub async fn rendered(
     State(st): State<AppState>,
-    caller: Caller,
+    Caller(who): Caller,
     Path((study, series, sop)): Path<(String, String, String)>,
     Query(q): Query<RenderQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    render(st, caller, study, series, sop, 1, q, headers).await
+    let (study, series, sop) = instance_uids(&study, &series, &sop)?;
+    let opts = render_options(&q, &headers)?;
+    let image = st
+        .hub
+        .render_instance(&who, &study, &series, &sop, opts)
+        .await?;
+    Ok(image_response(opts.format, image))
 }
 
+/// `GET …/frames/{frame}/rendered`.
 pub async fn rendered_frame(
     State(st): State<AppState>,
-    caller: Caller,
-    Path((study, series, sop, frame)): Path<(String, String, String, u32)>,
+    Caller(who): Caller,
+    Path((study, series, sop, frame)): Path<(String, String, String, String)>,
     Query(q): Query<RenderQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    render(st, caller, study, series, sop, frame, q, headers).await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn render(
-    st: AppState,
-    Caller(who): Caller,
-    study: String,
-    series: String,
-    sop: String,
-    frame: u32,
-    q: RenderQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (study, series, sop) = (
-        parse_uid(&study, StudyInstanceUid::new)?,
-        parse_uid(&series, SeriesInstanceUid::new)?,
-        parse_uid(&sop, SopInstanceUid::new)?,
-    );
-    if frame == 0 {
-        return Err(ApiError::bad_request("frame numbers start at 1"));
-    }
-    let window = q
-        .window
-        .as_deref()
-        .map(Window::parse)
-        .transpose()
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let format = if wants_png(&headers) {
-        OutputFormat::Png
-    } else {
-        OutputFormat::Jpeg
-    };
+    let (study, series, sop) = instance_uids(&study, &series, &sop)?;
     let opts = RenderOptions {
-        frame: frame - 1,
-        window,
-        format,
-        quality: q.quality.unwrap_or(90),
+        frame: frame_index(&frame)?,
+        ..render_options(&q, &headers)?
     };
     let image = st
         .hub
         .render_instance(&who, &study, &series, &sop, opts)
         .await?;
-    Ok(([(header::CONTENT_TYPE, format.media_type())], image).into_response())
+    Ok(image_response(opts.format, image))
+}
+
+async fn thumbnail(
+    st: AppState,
+    who: yilian_app::Principal,
+    of: ThumbnailOf,
+    q: RenderQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let opts = render_options(&q, &headers)?;
+    let image = st.hub.render_thumbnail(&who, &of, opts).await?;
+    Ok(image_response(opts.format, image))
+}
+
+/// `GET /dicomweb/studies/{study}/thumbnail`: the middle image of the study.
+pub async fn thumbnail_study(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(study): Path<String>,
+    Query(q): Query<RenderQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let of = ThumbnailOf::Study(parse_uid(&study, StudyInstanceUid::new)?);
+    thumbnail(st, who, of, q, headers).await
+}
+
+/// `GET …/series/{series}/thumbnail`: the middle image of the series.
+pub async fn thumbnail_series(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path((study, series)): Path<(String, String)>,
+    Query(q): Query<RenderQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let of = ThumbnailOf::Series(
+        parse_uid(&study, StudyInstanceUid::new)?,
+        parse_uid(&series, SeriesInstanceUid::new)?,
+    );
+    thumbnail(st, who, of, q, headers).await
+}
+
+/// `GET …/instances/{sop}/thumbnail`: the instance's middle frame.
+pub async fn thumbnail_instance(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path((study, series, sop)): Path<(String, String, String)>,
+    Query(q): Query<RenderQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (study, series, sop) = instance_uids(&study, &series, &sop)?;
+    thumbnail(
+        st,
+        who,
+        ThumbnailOf::Instance(study, series, sop),
+        q,
+        headers,
+    )
+    .await
+}
+
+/// `GET …/frames/{frame}/thumbnail`.
+pub async fn thumbnail_frame(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path((study, series, sop, frame)): Path<(String, String, String, String)>,
+    Query(q): Query<RenderQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (study, series, sop) = instance_uids(&study, &series, &sop)?;
+    let of = ThumbnailOf::Frame(study, series, sop, frame_index(&frame)?);
+    thumbnail(st, who, of, q, headers).await
 }
 
 #[cfg(test)]
@@ -405,14 +512,46 @@ mod tests {
 
     #[test]
     fn accept_picks_the_image_format() {
-        let mut h = HeaderMap::new();
-        assert!(!wants_png(&h));
-        h.insert(header::ACCEPT, HeaderValue::from_static("image/png"));
-        assert!(wants_png(&h));
-        h.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("image/jpeg, image/png"),
-        );
-        assert!(!wants_png(&h));
+        use OutputFormat::{Jpeg, Png};
+        for (accept, want) in [
+            (None, Jpeg),
+            (Some(""), Jpeg),
+            (Some("*/*"), Jpeg),
+            (Some("image/*"), Jpeg),
+            (Some("image/png"), Png),
+            (Some("image/jpeg, image/png"), Jpeg),
+            (Some("image/png, image/jpeg"), Png),
+            (Some("image/jpeg;q=0.5, image/png"), Png),
+            (Some("image/jpeg;q=0, */*"), Png),
+            (Some("text/html, image/*;q=0.8"), Jpeg),
+            (Some("image/png;q=0, image/*"), Jpeg),
+        ] {
+            assert_eq!(negotiate(accept).unwrap(), want, "{accept:?}");
+        }
+        for accept in [
+            "image/gif",
+            "application/json",
+            "image/jp2, text/plain",
+            "image/*;q=0",
+        ] {
+            assert_eq!(
+                negotiate(Some(accept)).unwrap_err().status,
+                StatusCode::NOT_ACCEPTABLE,
+                "{accept}"
+            );
+        }
+    }
+
+    #[test]
+    fn frame_numbers_are_one_based_and_single() {
+        assert_eq!(frame_index("1").unwrap(), 0);
+        assert_eq!(frame_index("12").unwrap(), 11);
+        for bad in ["0", "-1", "x", "1,2", ""] {
+            assert_eq!(
+                frame_index(bad).unwrap_err().status,
+                StatusCode::BAD_REQUEST,
+                "{bad}"
+            );
+        }
     }
 }

@@ -1,11 +1,14 @@
-//! Yilian server: the HTTP front end (DICOMweb, the REST API, health), authentication of callers, and
-//! the background jobs. Handlers translate HTTP to `yilian-app` use cases and back; no SQL here.
+//! Yilian server: the HTTP front end (DICOMweb, the REST API, health), the DIMSE listener (`dimse`),
+//! authentication of callers, and the background jobs. Handlers translate HTTP and DIMSE to
+//! `yilian-app` use cases and back; no SQL here.
 
 mod api;
 mod auth;
 mod dicomweb;
+pub mod dimse;
 mod error;
 pub mod openapi;
+mod wado;
 
 use std::time::Duration;
 
@@ -18,6 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use yilian_app::Hub;
 
+pub use dimse::{serve_dimse, spawn_dimse};
 pub use error::ApiError;
 
 /// Shared handler state.
@@ -33,15 +37,57 @@ const API_BODY_LIMIT: usize = 1024 * 1024;
 pub fn router(hub: Hub) -> Router {
     let state = AppState { hub };
     let dicomweb = Router::new()
-        .route("/dicomweb/studies", post(dicomweb::stow))
+        .route(
+            "/dicomweb/studies",
+            post(dicomweb::stow).get(wado::search_studies),
+        )
         .route(
             "/dicomweb/studies/{study}",
-            post(dicomweb::stow_to_study).get(dicomweb::retrieve_study),
+            post(dicomweb::stow_to_study).get(wado::retrieve_study),
+        )
+        .route("/dicomweb/series", get(wado::search_all_series))
+        .route("/dicomweb/instances", get(wado::search_all_instances))
+        .route(
+            "/dicomweb/studies/{study}/series",
+            get(wado::search_study_series),
+        )
+        .route(
+            "/dicomweb/studies/{study}/instances",
+            get(wado::search_study_instances),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances",
+            get(wado::search_series_instances),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}",
+            get(wado::retrieve_series),
+        )
+        .route(
+            "/dicomweb/studies/{study}/metadata",
+            get(wado::metadata_study),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/metadata",
+            get(wado::metadata_series),
         )
         .route(
             "/dicomweb/studies/{study}/series/{series}/instances/{sop}",
-            get(dicomweb::retrieve_instance),
+            get(wado::retrieve_instance),
         )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{sop}/metadata",
+            get(wado::metadata_instance),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{sop}/bulkdata/{*path}",
+            get(wado::bulkdata),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frame}",
+            get(wado::frames),
+        )
+        .route("/wado", get(wado::wado_uri))
         .route(
             "/dicomweb/studies/{study}/series/{series}/instances/{sop}/rendered",
             get(dicomweb::rendered),
@@ -49,6 +95,22 @@ pub fn router(hub: Hub) -> Router {
         .route(
             "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered",
             get(dicomweb::rendered_frame),
+        )
+        .route(
+            "/dicomweb/studies/{study}/thumbnail",
+            get(dicomweb::thumbnail_study),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/thumbnail",
+            get(dicomweb::thumbnail_series),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{sop}/thumbnail",
+            get(dicomweb::thumbnail_instance),
+        )
+        .route(
+            "/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/thumbnail",
+            get(dicomweb::thumbnail_frame),
         )
         .layer(DefaultBodyLimit::disable());
     let api = Router::new()
