@@ -42,8 +42,20 @@ enum Command {
         #[arg(long)]
         keys: PathBuf,
     },
-    /// Write the synthetic DICOM fixtures and their manifest into a folder.
-    Fixtures { dir: PathBuf },
+    /// Write the synthetic DICOM fixtures and their manifest into a folder (`fixtures DIR`), or the
+    /// mixed-SOP-class test corpus (`fixtures corpus DIR`; scripts/make-corpus adds its variants).
+    #[command(args_conflicts_with_subcommands = true)]
+    Fixtures {
+        #[command(subcommand)]
+        kind: Option<FixturesCommand>,
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FixturesCommand {
+    /// One synthetic instance per storage class (CR, DX, CT, MR, US, MG, XA, SC, ECG, SR, PDF).
+    Corpus { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -109,7 +121,28 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify { report, keys } => verify(&report, &keys),
-        Command::Fixtures { dir } => {
+        Command::Fixtures {
+            kind: Some(FixturesCommand::Corpus { dir }),
+            ..
+        } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let files = yilian_fixtures::corpus::corpus();
+            for f in &files {
+                let path = dir.join(&f.name);
+                std::fs::write(&path, &f.bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("wrote {} corpus files to {}", files.len(), dir.display());
+            Ok(())
+        }
+        Command::Fixtures {
+            kind: None,
+            dir: None,
+        } => bail!("usage: yilian fixtures DIR, or yilian fixtures corpus DIR"),
+        Command::Fixtures {
+            kind: None,
+            dir: Some(dir),
+        } => {
             for (name, bytes) in yilian_fixtures::committed_fixtures() {
                 let path = dir.join(&name);
                 if let Some(parent) = path.parent() {
