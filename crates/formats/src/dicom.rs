@@ -96,11 +96,32 @@ pub struct Parsed {
 
 /// Parses a Part 10 file held in memory: catalog attributes and metadata.
 pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, DicomError> {
-    let obj = open(bytes)?;
-    Ok(Parsed {
-        meta: meta_of(&obj)?,
-        metadata: metadata_json(&obj)?,
-    })
+    let mut obj = open(bytes)?;
+    let meta = meta_of(&obj)?;
+    // Pixel data becomes a bulk reference anyway: drop it before serialising rather than base64-encode
+    // megabytes only to throw them away.
+    let pixels = obj
+        .remove_element(tags::PIXEL_DATA)
+        .then(|| pixel_vr(&obj, &meta));
+    let mut metadata = metadata_json(&obj)?;
+    if let (Some(vr), Some(map)) = (pixels, metadata.as_object_mut()) {
+        map.insert(
+            "7FE00010".into(),
+            serde_json::json!({ "vr": vr, "BulkDataURI": format!("{BULK_PLACEHOLDER}/7FE00010") }),
+        );
+    }
+    Ok(Parsed { meta, metadata })
+}
+
+/// OW for native pixel data over 8 bits, else OB (encapsulated pixel data is always OB).
+fn pixel_vr(obj: &DefaultDicomObject, meta: &DicomMeta) -> &'static str {
+    let encapsulated = meta.transfer_syntax_uid.starts_with("1.2.840.10008.1.2.4")
+        || meta.transfer_syntax_uid == "1.2.840.10008.1.2.5";
+    if !encapsulated && int(obj, tags::BITS_ALLOCATED).unwrap_or(16) > 8 {
+        "OW"
+    } else {
+        "OB"
+    }
 }
 
 /// Parses a Part 10 file on disk. Whole when small; above [`FULL_PARSE_LIMIT`] only up to Pixel
@@ -154,11 +175,7 @@ pub fn parse_file(path: &Path) -> Result<Parsed, DicomError> {
     }
     let mut metadata = metadata_json(&obj)?;
     if let Some(map) = metadata.as_object_mut() {
-        let vr = if int(&obj, tags::BITS_ALLOCATED).unwrap_or(16) > 8 && native {
-            "OW"
-        } else {
-            "OB"
-        };
+        let vr = pixel_vr(&obj, &meta);
         map.insert(
             "7FE00010".into(),
             serde_json::json!({ "vr": vr, "BulkDataURI": format!("{BULK_PLACEHOLDER}/7FE00010") }),

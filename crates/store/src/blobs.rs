@@ -55,7 +55,9 @@ impl FsBlobs {
     /// folder fsynced before returning. An existing `dest` holds the same content (content-addressed
     /// keys), so it is kept and `src` dropped.
     fn move_durably(src: &Path, dest: &Path) -> std::io::Result<()> {
-        if dest.is_file() {
+        // Keep an existing blob only when its content really is its name: a crash between a rename
+        // and its fsync can leave a named file with lost content, and a retry must repair it.
+        if dest.is_file() && Self::holds_its_name(dest)? {
             let _ = std::fs::remove_file(src);
             return Ok(());
         }
@@ -76,6 +78,30 @@ impl FsBlobs {
             let _ = std::fs::remove_file(src);
         }
         std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// True when the file's SHA-256 is its file name (content-addressed keys end in the hex digest).
+    fn holds_its_name(path: &Path) -> std::io::Result<bool> {
+        use sha2::{Digest, Sha256};
+        use std::io::Read;
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return Ok(false);
+        };
+        if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            // Not a content address (tests, other keys): trust an existing file of this name.
+            return Ok(true);
+        }
+        let mut f = std::fs::File::open(path)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let k = f.read(&mut buf)?;
+            if k == 0 {
+                break;
+            }
+            h.update(&buf[..k]);
+        }
+        Ok(hex::encode(h.finalize()) == name)
     }
 
     fn fsync(path: PathBuf) -> std::io::Result<()> {
@@ -165,6 +191,20 @@ mod tests {
             b"spooled"
         );
         assert!(!spooled.exists());
+        // A damaged blob under a content address is replaced, not trusted.
+        let good = b"content";
+        let sha = {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(good))
+        };
+        let key = format!("sha256/{}/{}/{sha}", &sha[..2], &sha[2..4]);
+        let dest = blobs.root().join(&key);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::write(&dest, b"\0\0\0\0\0\0\0").unwrap();
+        let again = staging.join("upload-2");
+        std::fs::write(&again, good).unwrap();
+        blobs.put_file(&key, &again).await.unwrap();
+        assert_eq!(&blobs.get(&key).await.unwrap()[..], good);
         // From another folder (copy path when rename is impossible is the same code after rename fails).
         let elsewhere = dir.path().join("other-file");
         std::fs::write(&elsewhere, b"other").unwrap();
