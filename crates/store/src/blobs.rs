@@ -1,15 +1,16 @@
-//! Blob storage through `object_store`. The local filesystem backend is made durable: after
-//! object_store's write-then-rename, the file and its folder are fsynced before `put` returns, so an
-//! acknowledged instance survives a crash.
+//! Blob storage. Reads go through `object_store`; the local filesystem backend writes itself so the
+//! order is durable: write to `.staging`, fsync the file, rename into the content address, fsync the
+//! folder — `put` returns after all four, so an acknowledged instance survives a crash and a named
+//! blob is never incomplete.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use object_store::ObjectStoreExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutPayload};
 use yilian_app::ports::{Blobs, PortError};
 
 #[derive(Debug, thiserror::Error)]
@@ -103,14 +104,6 @@ impl FsBlobs {
         }
         Ok(hex::encode(h.finalize()) == name)
     }
-
-    fn fsync(path: PathBuf) -> std::io::Result<()> {
-        std::fs::File::open(&path)?.sync_all()?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    }
 }
 
 /// Opens the store a `blobs.url` names (`file://relative` or `file:///absolute`).
@@ -128,16 +121,22 @@ fn object_path(key: &str) -> Result<ObjectPath, PortError> {
 #[async_trait]
 impl Blobs for FsBlobs {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<(), PortError> {
-        let path = object_path(key)?;
-        self.store
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|e| PortError::Unavailable(e.to_string()))?;
-        let file = self.root.join(key);
-        tokio::task::spawn_blocking(move || Self::fsync(file))
-            .await
-            .map_err(|e| PortError::Unavailable(e.to_string()))?
-            .map_err(|e| PortError::Unavailable(format!("fsync: {e}")))
+        object_path(key)?;
+        // Write to staging, fsync, then rename into place and fsync the folder: a named blob is
+        // always complete (object_store's local put renames before anything is fsynced).
+        let staging = self.root.join(".staging");
+        let dest = self.root.join(key);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&staging)?;
+            let tmp = staging.join(format!("put-{}", ulid::Ulid::new()));
+            std::fs::write(&tmp, &bytes)?;
+            let r = Self::move_durably(&tmp, &dest);
+            let _ = std::fs::remove_file(&tmp);
+            r
+        })
+        .await
+        .map_err(|e| PortError::Unavailable(e.to_string()))?
+        .map_err(|e| PortError::Unavailable(format!("store blob: {e}")))
     }
 
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), PortError> {
