@@ -64,6 +64,24 @@ async fn qido_matches_as_ps3_4_says_within_the_callers_scope() {
         let t = TestHub::start(&backend, None, |_| {}).await;
         let tech = t.token("wang.tech").await;
         stow(&t, &tech, &corpus()).await;
+        // Each stored instance has exactly one store audit event (written with the instance), and a
+        // repeat of the same bytes is audited too.
+        stow(&t, &tech, &corpus()[..1]).await;
+        let audit = t.hub.catalog.audit_events(1000).await.unwrap();
+        let stores: Vec<_> = audit.iter().filter(|e| e.action == "dicom.store").collect();
+        for sop in ["2.25.1001.1.2", "2.25.1001.1.3", "2.25.2002.1.1"] {
+            let ev: Vec<_> = stores.iter().filter(|e| e.detail == sop).collect();
+            assert_eq!(ev.len(), 1, "{sop}: {ev:?}");
+            assert!(ev[0].patient_key.is_some() && ev[0].actor == "wang.tech");
+        }
+        assert_eq!(
+            stores
+                .iter()
+                .filter(|e| e.detail.starts_with("2.25.1001.1.1"))
+                .count(),
+            2,
+            "the first store and its duplicate"
+        );
 
         let all = t.get_json(&tech, "/dicomweb/studies").await;
         assert_eq!(uids(&all, "0020000D"), vec!["2.25.1001", "2.25.2002"]);

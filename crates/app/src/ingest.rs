@@ -26,6 +26,8 @@ pub struct Stored {
     pub series_uid: String,
     /// True when the same bytes were stored before (a no-op success).
     pub duplicate: bool,
+    /// The audit event went into the catalog with the instance.
+    audited: bool,
 }
 
 /// Why one instance was not stored; the rest of the request is unaffected.
@@ -114,8 +116,10 @@ impl Hub {
             .as_ref()
             .map(|s| s.study_uid.clone())
             .unwrap_or_default();
-        self.audit(who, "dicom.store", "study", &resource, None, result, detail)
-            .await?;
+        if !outcome.as_ref().is_ok_and(|s| s.audited) {
+            self.audit(who, "dicom.store", "study", &resource, None, result, detail)
+                .await?;
+        }
         Ok(outcome)
     }
 
@@ -146,6 +150,7 @@ impl Hub {
             study_uid: meta.study_instance_uid.to_string(),
             series_uid: meta.series_instance_uid.to_string(),
             duplicate: false,
+            audited: false,
         };
         let backend = |e: crate::ports::PortError| {
             tracing::error!(error = %e, "ingest backend failure");
@@ -193,8 +198,20 @@ impl Hub {
             Input::File(path) => self.blobs.put_file(&key, path).await,
         }
         .map_err(backend)?;
+        let patient_key = self.patient_key(&local);
+        let now = self.now();
         let new = NewInstance {
-            patient_key: self.patient_key(&local),
+            audit: crate::ports::AuditEvent {
+                at: now,
+                actor: who.username.to_string(),
+                action: "dicom.store".into(),
+                resource_type: "study".into(),
+                resource_id: meta.study_instance_uid.to_string(),
+                patient_key: Some(patient_key.clone()),
+                outcome: "ok".into(),
+                detail: meta.sop_instance_uid.to_string(),
+            },
+            patient_key,
             issuer_of_patient_id: local.issuer.clone(),
             patient_id: local.id.clone(),
             patient_name: meta.patient_name.clone(),
@@ -227,14 +244,17 @@ impl Hub {
                 size_bytes: size as i64,
                 sha256: sha.clone(),
                 blob_key: key,
-                received_at: self.now(),
+                received_at: now,
                 received_by: who.username.clone(),
             },
         };
         // A blob written for an insert that then loses a race is complete and content-addressed; it is
         // either shared with the winner (same bytes) or unreferenced (see ARCHITECTURE.md, durability).
         match self.catalog.insert_instance(&new).await.map_err(backend)? {
-            InsertOutcome::Inserted => Ok(stored),
+            InsertOutcome::Inserted => Ok(Stored {
+                audited: true,
+                ..stored
+            }),
             InsertOutcome::SameBytes => Ok(Stored {
                 duplicate: true,
                 ..stored

@@ -126,6 +126,9 @@ pub struct NewInstance {
     /// DICOM JSON of the data set, bulk data as references.
     pub metadata: String,
     pub instance: InstanceRecord,
+    /// The store's audit event, written in the same transaction when the instance is inserted (one
+    /// commit, one fsync, per stored instance).
+    pub audit: AuditEvent,
 }
 
 /// Which studies a search may see: the caller's scope as data, applied inside the query so that

@@ -119,6 +119,30 @@ impl SqlCatalog {
     }
 }
 
+/// One audit row, on the pool or inside a transaction.
+async fn insert_audit<'e, E>(exec: E, e: &AuditEvent) -> Result<(), PortError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO audit_events (event_id, at, actor, action, resource_type, resource_id, patient_key, outcome, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(ulid::Ulid::new().to_string())
+    .bind(e.at.0)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.resource_type)
+    .bind(&e.resource_id)
+    .bind(e.patient_key.as_ref().map(|k| k.0.clone()))
+    .bind(&e.outcome)
+    .bind(&e.detail)
+    .execute(exec)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
 /// Drops a password from a database URL before it is shown.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
@@ -400,6 +424,7 @@ impl Catalog for SqlCatalog {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        insert_audit(&mut *tx, &n.audit).await?;
         tx.commit().await.map_err(db)?;
         Ok(InsertOutcome::Inserted)
     }
@@ -887,23 +912,7 @@ impl Catalog for SqlCatalog {
     }
 
     async fn audit(&self, e: &AuditEvent) -> Result<(), PortError> {
-        sqlx::query(
-            "INSERT INTO audit_events (event_id, at, actor, action, resource_type, resource_id, patient_key, outcome, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(ulid::Ulid::new().to_string())
-        .bind(e.at.0)
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(&e.resource_type)
-        .bind(&e.resource_id)
-        .bind(e.patient_key.as_ref().map(|k| k.0.clone()))
-        .bind(&e.outcome)
-        .bind(&e.detail)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
+        insert_audit(&self.pool, e).await
     }
 
     async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>, PortError> {
