@@ -8,26 +8,8 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{TestHub, backends, multipart};
+use support::{TestHub, backends};
 use yilian_fixtures::{InstanceSpec, instance_bytes};
-
-async fn stow(t: &TestHub, token: &str, parts: &[Vec<u8>]) {
-    let refs: Vec<(&str, &[u8])> = parts
-        .iter()
-        .map(|p| ("application/dicom", p.as_slice()))
-        .collect();
-    let (ct, body) = multipart(&refs);
-    let resp = t
-        .http
-        .post(t.url("/dicomweb/studies"))
-        .bearer_auth(token)
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-}
 
 /// Two studies of two patients at one township: a CT (3 slices) and a DX.
 fn corpus() -> Vec<Vec<u8>> {
@@ -63,10 +45,10 @@ async fn qido_matches_as_ps3_4_says_within_the_callers_scope() {
     for backend in backends() {
         let t = TestHub::start(&backend, None, |_| {}).await;
         let tech = t.token("wang.tech").await;
-        stow(&t, &tech, &corpus()).await;
+        t.stow_all(&tech, &corpus()).await;
         // Each stored instance has exactly one store audit event (written with the instance), and a
         // repeat of the same bytes is audited too.
-        stow(&t, &tech, &corpus()[..1]).await;
+        t.stow_all(&tech, &corpus()[..1]).await;
         let audit = t.hub.catalog.audit_events(1000).await.unwrap();
         let stores: Vec<_> = audit.iter().filter(|e| e.action == "dicom.store").collect();
         for sop in ["2.25.1001.1.2", "2.25.1001.1.3", "2.25.2002.1.1"] {
@@ -190,7 +172,7 @@ async fn wado_serves_metadata_bulk_data_frames_and_series_as_stored() {
         let t = TestHub::start(&backend, None, |_| {}).await;
         let tech = t.token("wang.tech").await;
         let files = corpus();
-        stow(&t, &tech, &files).await;
+        t.stow_all(&tech, &files).await;
         let original = yilian_formats::dicom::open(&files[0]).unwrap();
         let pixels = yilian_formats::bulk::element_bytes(&original, "7FE00010").unwrap();
 

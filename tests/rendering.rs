@@ -10,30 +10,11 @@ mod support;
 use dicom_pixeldata::Transcode;
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{TestHub, backends, multipart};
+use support::{TestHub, backends};
 use yilian_fixtures::{InstanceSpec, instance_bytes};
 
 const STUDY: &str = "2.25.1001";
 const SERIES: &str = "2.25.1001.1";
-
-async fn stow(t: &TestHub, token: &str, files: &[Vec<u8>]) {
-    let parts: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|f| ("application/dicom", f.as_slice()))
-        .collect();
-    let (ct, body) = multipart(&parts);
-    let r = t
-        .http
-        .post(t.url("/dicomweb/studies"))
-        .bearer_auth(token)
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    assert_eq!(status, StatusCode::OK, "{}", r.text().await.unwrap());
-}
 
 /// GET with an Accept header; the status, content type and body.
 async fn fetch(
@@ -86,8 +67,7 @@ async fn thumbnails_viewports_and_negotiation() {
         let tech = t.token("wang.tech").await;
         let other_tech = t.token("chen.tech").await;
         // Sent out of order: the middle by Instance Number is instance 2, not the middle upload.
-        stow(
-            &t,
+        t.stow_all(
             &tech,
             &[
                 instance_bytes(&InstanceSpec::ct(3)),
@@ -135,7 +115,7 @@ async fn thumbnails_viewports_and_negotiation() {
             columns: 64,
             ..InstanceSpec::ct(4)
         };
-        stow(&t, &tech, &[instance_bytes(&wide)]).await;
+        t.stow_all(&tech, &[instance_bytes(&wide)]).await;
         for (viewport, want) in [
             ("128,128", (128, 64)),
             ("16,100", (16, 8)),
@@ -360,7 +340,7 @@ async fn compressed_instances_stored_with_stow_render_like_the_original() {
             files.push(f);
             variants.push((4, "JPEG 2000 (gdcmconv)"));
         }
-        stow(&t, &tech, &files).await;
+        t.stow_all(&tech, &files).await;
         let want = fetch(&t, &tech, &format!("{}/rendered", instance(1)), "image/png").await;
         assert_eq!(want.0, StatusCode::OK);
         assert_eq!(dims(&want.2), (80, 96));

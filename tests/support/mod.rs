@@ -210,6 +210,32 @@ impl TestHub {
     }
 
     /// Stops the server and drops a PostgreSQL test database.
+    /// STOW-RS of whole Part 10 files to `/dicomweb/studies`; asserts every part was stored (200).
+    #[allow(dead_code)]
+    pub async fn stow_all(&self, token: &str, files: &[Vec<u8>]) {
+        let parts: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|f| ("application/dicom", f.as_slice()))
+            .collect();
+        let (ct, body) = multipart(&parts);
+        let r = self
+            .http
+            .post(self.url("/dicomweb/studies"))
+            .bearer_auth(token)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .expect("stow");
+        let status = r.status();
+        assert_eq!(
+            status,
+            reqwest::StatusCode::OK,
+            "{}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
     pub async fn finish(self) {
         self.server.abort();
         self.dimse.abort();

@@ -291,6 +291,24 @@ fn multipart_content_type(boundary: &str, kind: &str) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("multipart/related"))
 }
 
+/// A multipart/related response of whole parts held in memory: `(part content type, bytes)`.
+fn multipart(kind: &str, parts: Vec<(String, Vec<u8>)>) -> Response {
+    let boundary = format!("yilian-{}", ulid::Ulid::new());
+    let mut body = Vec::new();
+    for (ct, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {ct}\r\n\r\n").as_bytes());
+        body.extend_from_slice(&bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        multipart_content_type(&boundary, kind),
+    );
+    resp
+}
+
 /// Streams the instances as multipart/related Part 10, one blob at a time.
 fn stream_instances(st: AppState, recs: Vec<InstanceRecord>) -> Response {
     let boundary = format!("yilian-{}", ulid::Ulid::new());
@@ -369,20 +387,16 @@ pub async fn retrieve_instance(
         .retrieve_instance(&who, &study, &series, &sop)
         .await?;
     accept_dicom(&headers, &[rec.transfer_syntax_uid.as_str()])?;
-    let boundary = format!("yilian-{}", ulid::Ulid::new());
-    let mut body = format!(
-        "--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={}\r\n\r\n",
-        rec.transfer_syntax_uid
-    )
-    .into_bytes();
-    body.extend_from_slice(&bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let mut resp = Response::new(Body::from(body));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        multipart_content_type(&boundary, "application/dicom"),
-    );
-    Ok(resp)
+    Ok(multipart(
+        "application/dicom",
+        vec![(
+            format!(
+                "application/dicom; transfer-syntax={}",
+                rec.transfer_syntax_uid
+            ),
+            bytes.to_vec(),
+        )],
+    ))
 }
 
 // ---------------------------------------------------------------- metadata, bulk data, frames
@@ -446,19 +460,6 @@ pub async fn metadata_instance(
     metadata(st, who, study, Some(series), Some(sop)).await
 }
 
-fn single_part(kind: &str, extra: &str, bytes: Vec<u8>) -> Response {
-    let boundary = format!("yilian-{}", ulid::Ulid::new());
-    let mut body = format!("--{boundary}\r\nContent-Type: {kind}{extra}\r\n\r\n").into_bytes();
-    body.extend_from_slice(&bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let mut resp = Response::new(Body::from(body));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        multipart_content_type(&boundary, kind),
-    );
-    resp
-}
-
 pub async fn bulkdata(
     State(st): State<AppState>,
     Caller(who): Caller,
@@ -466,7 +467,10 @@ pub async fn bulkdata(
 ) -> Result<Response, ApiError> {
     let (study, series, sop) = (study_uid(&study)?, series_uid(&series)?, sop_uid(&sop)?);
     let bytes = st.hub.bulkdata(&who, &study, &series, &sop, &path).await?;
-    Ok(single_part("application/octet-stream", "", bytes))
+    Ok(multipart(
+        "application/octet-stream",
+        vec![("application/octet-stream".into(), bytes)],
+    ))
 }
 
 /// `frames/1` or `frames/1,3,5`: multipart of the frames as stored.
@@ -512,22 +516,13 @@ pub async fn frames(
     } else {
         String::new()
     };
-    let boundary = format!("yilian-{}", ulid::Ulid::new());
-    let mut body = Vec::new();
-    for (bytes, _) in frames {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Type: {kind}{extra}\r\n\r\n").as_bytes(),
-        );
-        body.extend_from_slice(&bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let mut resp = Response::new(Body::from(body));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        multipart_content_type(&boundary, kind),
-    );
-    Ok(resp)
+    Ok(multipart(
+        kind,
+        frames
+            .into_iter()
+            .map(|(bytes, _)| (format!("{kind}{extra}"), bytes))
+            .collect(),
+    ))
 }
 
 // ---------------------------------------------------------------- WADO-URI
