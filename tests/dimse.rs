@@ -654,3 +654,38 @@ async fn c_find_levels_matching_and_scope() {
         t.finish().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_sent_over_stow_and_then_c_store_is_one_instance() {
+    for backend in backends() {
+        let t = TestHub::start(&backend, None, |_| {}).await;
+        let tech = t.token("wang.tech").await;
+        let file = instance_bytes(&InstanceSpec::ct(4));
+        t.stow_all(&tech, std::slice::from_ref(&file)).await;
+
+        // The modality resends it: another file meta, the same data set → a duplicate success.
+        let mut scu = connect(&t, "HX_CT01", "YILIAN", CT).await.unwrap();
+        let (st, comment) = scu
+            .store(uids::CT_IMAGE_STORAGE, "2.25.1001.1.4", data_set_of(&file))
+            .await;
+        assert_eq!(st, 0x0000, "{comment:?}");
+        // Other content under the same SOP Instance UID is still refused.
+        let other = instance_bytes(&InstanceSpec {
+            seed: 99,
+            ..InstanceSpec::ct(4)
+        });
+        let (st, comment) = scu
+            .store(uids::CT_IMAGE_STORAGE, "2.25.1001.1.4", data_set_of(&other))
+            .await;
+        assert_ne!(st, 0x0000, "{comment:?}");
+        scu.release().await;
+        let stored = t
+            .hub
+            .catalog
+            .study_instances(&"2.25.1001".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        t.finish().await;
+    }
+}

@@ -166,7 +166,7 @@ impl Hub {
             .await
             .map_err(backend)?
         {
-            return if existing.sha256 == sha {
+            return if existing.sha256 == sha || self.same_data_set(&input, &existing).await {
                 Ok(Stored {
                     duplicate: true,
                     ..stored
@@ -266,6 +266,37 @@ impl Hub {
                 FailureReason::NotAuthorized,
                 "the study was uploaded by another site".into(),
             )),
+        }
+    }
+}
+
+impl Hub {
+    /// True when the input's data set equals the stored instance's: the same instance sent over
+    /// another path (STOW-RS, then DIMSE) carries another file meta group, not other content.
+    async fn same_data_set(&self, input: &Input, existing: &InstanceRecord) -> bool {
+        const CAP: u64 = 256 * 1024 * 1024;
+        if existing.size_bytes as u64 > CAP {
+            return false;
+        }
+        let Ok(stored) = self.blobs.get(&existing.blob_key).await else {
+            return false;
+        };
+        let mine = match input {
+            Input::Memory(b) => b.clone(),
+            Input::File(path) => match tokio::fs::metadata(path).await {
+                Ok(m) if m.len() <= CAP => match tokio::fs::read(path).await {
+                    Ok(v) => Bytes::from(v),
+                    Err(_) => return false,
+                },
+                _ => return false,
+            },
+        };
+        match (
+            yilian_formats::dicom::data_set(&stored),
+            yilian_formats::dicom::data_set(&mine),
+        ) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
         }
     }
 }

@@ -224,6 +224,26 @@ fn bulk_to_references(v: &mut serde_json::Value, path: &str) {
     }
 }
 
+/// The data set of a Part 10 file: the bytes after the file meta group (by its group length), so two
+/// senders' copies of one instance compare equal whatever file meta each wrote. `None` when the file
+/// has no usable group length.
+pub fn data_set(part10: &[u8]) -> Option<&[u8]> {
+    let body = if part10.len() >= 132 && &part10[128..132] == b"DICM" {
+        &part10[128..]
+    } else if part10.starts_with(b"DICM") {
+        part10
+    } else {
+        return None;
+    };
+    // (0002,0000) UL, explicit VR little endian: tag 4 + VR 2 + length 2 + value 4.
+    let head = body.get(4..16)?;
+    if head[..6] != [0x02, 0x00, 0x00, 0x00, b'U', b'L'] {
+        return None;
+    }
+    let group_len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    body.get(16usize.checked_add(group_len)?..)
+}
+
 /// Opens a Part 10 file held in memory (with or without the 128-byte preamble).
 pub fn open(bytes: &[u8]) -> Result<DefaultDicomObject, DicomError> {
     let body = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
@@ -390,6 +410,19 @@ mod tests {
             assert!(matches!(e, DicomError::Malformed(_)), "{e}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_data_set_ignores_the_file_meta() {
+        let bytes = instance_bytes(&InstanceSpec::ct(2));
+        let ds = data_set(&bytes).unwrap();
+        assert!(bytes.ends_with(ds) && ds.len() < bytes.len() - 132);
+        // Another preamble and another file meta, same data set.
+        let mut other = bytes[128..].to_vec();
+        assert_eq!(data_set(&other), Some(ds));
+        other[20] ^= 0xFF; // inside the meta group
+        assert_eq!(data_set(&other), Some(ds));
+        assert_eq!(data_set(b"DICM"), None);
     }
 
     #[test]
