@@ -322,8 +322,15 @@ async fn examine(input: &Input) -> Result<(String, u64, Parsed), Failure> {
         Input::File(path) => {
             let path = path.clone();
             tokio::task::spawn_blocking(move || {
-                let (sha, size) = hash_file(&path)
-                    .map_err(|e| yilian_formats::DicomError::Malformed(e.to_string()))?;
+                let io = |e: std::io::Error| yilian_formats::DicomError::Malformed(e.to_string());
+                let size = std::fs::metadata(&path).map_err(io)?.len();
+                if size <= yilian_formats::dicom::FULL_PARSE_LIMIT {
+                    // One read serves both the hash and the parse.
+                    let b = std::fs::read(&path).map_err(io)?;
+                    let sha = hex::encode(Sha256::digest(&b));
+                    return parse_bytes(&b).map(|p| (sha, size, p));
+                }
+                let (sha, size) = sha256_file(&path).map_err(io)?;
                 parse_file(&path).map(|p| (sha, size, p))
             })
             .await
@@ -340,7 +347,8 @@ async fn examine(input: &Input) -> Result<(String, u64, Parsed), Failure> {
     .map_err(|e| cannot(e.to_string()))
 }
 
-fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+/// SHA-256 (hex) and size of a file, read in 1 MiB chunks (memory stays bounded).
+pub fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();

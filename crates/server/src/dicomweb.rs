@@ -24,7 +24,7 @@ use crate::error::ApiError;
 
 const DICOM_JSON: &str = "application/dicom+json";
 
-fn parse_uid<T>(
+pub(crate) fn parse_uid<T>(
     s: &str,
     make: fn(String) -> Result<T, yilian_domain::IdError>,
 ) -> Result<T, ApiError> {

@@ -16,22 +16,19 @@ use yilian_render::{OutputFormat, RenderOptions, Viewport, Window};
 
 use crate::AppState;
 use crate::auth::Caller;
+use crate::dicomweb::parse_uid;
 use crate::error::ApiError;
 
 const DICOM_JSON: &str = "application/dicom+json";
 
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such object")
-}
-
 fn study_uid(s: &str) -> Result<StudyInstanceUid, ApiError> {
-    StudyInstanceUid::new(s.to_string()).map_err(|_| not_found())
+    parse_uid(s, StudyInstanceUid::new)
 }
 fn series_uid(s: &str) -> Result<SeriesInstanceUid, ApiError> {
-    SeriesInstanceUid::new(s.to_string()).map_err(|_| not_found())
+    parse_uid(s, SeriesInstanceUid::new)
 }
 fn sop_uid(s: &str) -> Result<SopInstanceUid, ApiError> {
-    SopInstanceUid::new(s.to_string()).map_err(|_| not_found())
+    parse_uid(s, SopInstanceUid::new)
 }
 
 fn not_acceptable(message: impl Into<String>) -> ApiError {
@@ -124,37 +121,28 @@ async fn qido(
         .into_response();
     let mut warnings = Vec::new();
     if !q.ignored.is_empty() {
-        warnings.format_push(format!(
+        warnings.push(format!(
             "299 yilian \"The following query keys are not supported and were ignored: {}\"",
             q.ignored.join(", ")
         ));
     }
     if result.truncated {
-        warnings.format_push(format!(
+        warnings.push(format!(
             "299 yilian \"The number of results exceeded the maximum of {}; page with limit and offset\"",
             yilian_app::MAX_MATCHES
         ));
     }
     for w in warnings {
+        // Header values must be visible ASCII: warnings name query keys, never values.
+        let w: String = w
+            .chars()
+            .filter(|c| c.is_ascii() && !c.is_ascii_control())
+            .collect();
         if let Ok(v) = HeaderValue::from_str(&w) {
             resp.headers_mut().append(header::WARNING, v);
         }
     }
     Ok(resp)
-}
-
-trait FormatPush {
-    fn format_push(&mut self, s: String);
-}
-impl FormatPush for Vec<String> {
-    fn format_push(&mut self, s: String) {
-        // Header values must be visible ASCII: identifiers in warnings are query keys, never values.
-        self.push(
-            s.chars()
-                .filter(|c| c.is_ascii() && !c.is_ascii_control())
-                .collect(),
-        );
-    }
 }
 
 pub async fn search_studies(

@@ -83,8 +83,6 @@ impl FsBlobs {
 
     /// True when the file's SHA-256 is its file name (content-addressed keys end in the hex digest).
     fn holds_its_name(path: &Path) -> std::io::Result<bool> {
-        use sha2::{Digest, Sha256};
-        use std::io::Read;
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             return Ok(false);
         };
@@ -92,17 +90,7 @@ impl FsBlobs {
             // Not a content address (tests, other keys): trust an existing file of this name.
             return Ok(true);
         }
-        let mut f = std::fs::File::open(path)?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let k = f.read(&mut buf)?;
-            if k == 0 {
-                break;
-            }
-            h.update(&buf[..k]);
-        }
-        Ok(hex::encode(h.finalize()) == name)
+        Ok(yilian_app::ingest::sha256_file(path)?.0 == name)
     }
 }
 
