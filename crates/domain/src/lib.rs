@@ -1,6 +1,8 @@
-//! Yilian's domain core: typed identifiers, roles, exam and report states, resident-ID validation.
+//! Yilian's domain core: typed identifiers, roles, exam and report states, resident-ID validation, and
+//! the ECG trace model.
 //! It does no I/O and knows nothing of async, JSON, SQL or HTTP.
 
+pub mod ecg;
 pub mod exam;
 pub mod ids;
 pub mod patient;
