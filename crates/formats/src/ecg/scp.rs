@@ -261,16 +261,11 @@ pub fn parse(bytes: &[u8]) -> Result<EcgRecord, EcgError> {
     })?;
     let (sample_rate_hz, traces) = rhythm(s6, &leads, huffman)?;
 
-    let mut device_measurements = s
+    let device_measurements = s
         .get(7)
         .map(global_measurements)
         .transpose()?
         .unwrap_or_default();
-    if device_measurements.heart_rate_bpm.is_none()
-        && let Some(rr) = device_measurements.rr_ms.filter(|rr| *rr > 0.0)
-    {
-        device_measurements.heart_rate_bpm = Some((60_000.0 / rr).round());
-    }
     let interpretation = s.get(8).map(statements).transpose()?.unwrap_or_default();
 
     let record = EcgRecord {
@@ -358,9 +353,11 @@ fn header_tags(data: &[u8]) -> Result<Header, EcgError> {
 
 /// Tag 14 (acquiring device): fixed fields, then length-prefixed and NUL-terminated strings.
 fn machine_id(v: &[u8]) -> EcgDevice {
-    let mut dev = EcgDevice::default();
     // 2+2+2 ids, device type, manufacturer code, then 6 bytes of model description.
-    dev.model = v.get(8..14).and_then(cstr);
+    let mut dev = EcgDevice {
+        model: v.get(8..14).and_then(cstr),
+        ..EcgDevice::default()
+    };
     // protocol, compatibility, language, capabilities, mains frequency, 16 reserved bytes.
     let Some(rest) = v.get(35..) else {
         return dev;
@@ -676,7 +673,7 @@ struct BitWriter {
 impl BitWriter {
     fn put(&mut self, value: u32, n: u32) {
         for i in (0..n).rev() {
-            if self.bits % 8 == 0 {
+            if self.bits.is_multiple_of(8) {
                 self.out.push(0);
             }
             if (value >> i) & 1 == 1
@@ -725,7 +722,7 @@ fn second_differences(q: &[i64]) -> Vec<i64> {
 
 fn section(id: u16, mut data: Vec<u8>) -> Vec<u8> {
     // Sections have an even length.
-    if data.len() % 2 == 1 {
+    if !data.len().is_multiple_of(2) {
         data.push(0);
     }
     let len = (SECTION_HEADER + data.len()) as u32;
