@@ -4,6 +4,7 @@
 //! Sequence or window) and MONOCHROME1 inversion are dicom-pixeldata's; this crate chooses the
 //! options, crops and scales to the viewport and encodes.
 
+pub mod ecg;
 mod params;
 
 use std::io::Cursor;
