@@ -12,9 +12,7 @@ use embedded_graphics::prelude::{DrawTarget, OriginDimensions, Point, Size};
 use embedded_graphics::text::Text as EgText;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
-use tiny_skia::{
-    Color, FillRule, LineCap, LineJoin, Mask, Paint, PathBuilder, Pixmap, Stroke, Transform,
-};
+use tiny_skia::{Color, LineCap, LineJoin, Mask, Paint, PathBuilder, Pixmap, Stroke, Transform};
 
 use super::layout::{Rect, Scene, Text};
 use super::{EcgRenderError, MAX_PNG_PIXELS};
@@ -34,6 +32,11 @@ pub(crate) fn draw(scene: &Scene, px_per_mm: f32) -> Result<Vec<u8>, EcgRenderEr
     let mut pixmap = Pixmap::new(width.max(1), height.max(1))
         .ok_or(EcgRenderError::TooLarge { width, height })?;
     pixmap.fill(Color::WHITE);
+    let mut clip = RowClip {
+        mask: Mask::new(width.max(1), height.max(1))
+            .ok_or(EcgRenderError::TooLarge { width, height })?,
+        band: 0..0,
+    };
     let mut canvas = Canvas { pixmap, k };
 
     for page in &scene.pages {
@@ -42,13 +45,14 @@ pub(crate) fn draw(scene: &Scene, px_per_mm: f32) -> Result<Vec<u8>, EcgRenderEr
             canvas.text(t);
         }
         for row in &page.rows {
-            let mask = canvas.clip_mask(&row.clip);
-            canvas.polyline(&row.cal, 0.3, mask.as_ref());
+            clip.set(&row.clip, k);
+            let mask = Some(&clip.mask);
+            canvas.polyline(&row.cal, 0.3, mask);
             for tr in &row.traces {
-                canvas.polyline(&tr.points, 0.28, mask.as_ref());
+                canvas.polyline(&tr.points, 0.28, mask);
             }
             for &(x, y0, y1) in &row.separators {
-                canvas.polyline(&[(x, y0), (x, y1)], 0.3, mask.as_ref());
+                canvas.polyline(&[(x, y0), (x, y1)], 0.3, mask);
             }
             for tr in &row.traces {
                 canvas.text(&tr.label);
@@ -56,6 +60,30 @@ pub(crate) fn draw(scene: &Scene, px_per_mm: f32) -> Result<Vec<u8>, EcgRenderEr
         }
     }
     encode(&canvas.pixmap)
+}
+
+/// One mask reused for every row: rows span the page's width, so a row's clip is a band of whole
+/// pixel lines, and only the previous band has to be cleared.
+struct RowClip {
+    mask: Mask,
+    band: std::ops::Range<usize>,
+}
+
+impl RowClip {
+    fn set(&mut self, r: &Rect, k: f64) {
+        let w = self.mask.width() as usize;
+        let h = self.mask.height() as f64;
+        let line = |mm: f64| (mm * k).round().clamp(0.0, h) as usize * w;
+        let band = line(r.y)..line(r.y + r.h);
+        let data = self.mask.data_mut();
+        if let Some(old) = data.get_mut(self.band.clone()) {
+            old.fill(0);
+        }
+        if let Some(new) = data.get_mut(band.clone()) {
+            new.fill(255);
+        }
+        self.band = band;
+    }
 }
 
 struct Canvas {
@@ -117,23 +145,6 @@ impl Canvas {
         }
     }
 
-    fn clip_mask(&self, r: &Rect) -> Option<Mask> {
-        let mut mask = Mask::new(self.pixmap.width(), self.pixmap.height())?;
-        let rect = tiny_skia::Rect::from_xywh(
-            (r.x * self.k) as f32,
-            (r.y * self.k) as f32,
-            (r.w * self.k) as f32,
-            (r.h * self.k) as f32,
-        )?;
-        mask.fill_path(
-            &PathBuilder::from_rect(rect),
-            FillRule::Winding,
-            false,
-            Transform::identity(),
-        );
-        Some(mask)
-    }
-
     fn polyline(&mut self, points: &[(f64, f64)], width_mm: f64, mask: Option<&Mask>) {
         let mut pb = PathBuilder::with_capacity(points.len(), points.len());
         for (i, &(x, y)) in points.iter().enumerate() {
@@ -176,9 +187,11 @@ impl Canvas {
     }
 }
 
-/// The bitmap font (and whole-number magnification) whose cell is tallest without passing
-/// `height_px`; the smallest font when none fits.
-fn pick_font(height_px: f64, bold: bool) -> (&'static MonoFont<'static>, u32) {
+/// The bitmap font and whole-number magnification for text `height_px` tall: the least magnification
+/// at which some font fills at least three quarters of that height without passing it (a native
+/// glyph reads better than a doubled small one), the tallest such font; the smallest font when none
+/// fits.
+pub(crate) fn pick_font(height_px: f64, bold: bool) -> (&'static MonoFont<'static>, u32) {
     const REGULAR: [&MonoFont<'static>; 9] = [
         &fonts::FONT_4X6,
         &fonts::FONT_5X8,
@@ -202,18 +215,18 @@ fn pick_font(height_px: f64, bold: bool) -> (&'static MonoFont<'static>, u32) {
         &fonts::FONT_9X18_BOLD,
     ];
     let list = if bold { &BOLD } else { &REGULAR };
-    let mut best: (&'static MonoFont<'static>, u32) = (&fonts::FONT_4X6, 1);
-    let mut best_h = 0.0;
-    for font in list {
-        for scale in 1..=8u32 {
-            let h = f64::from(font.character_size.height * scale);
-            if h <= height_px && h > best_h {
-                best = (font, scale);
-                best_h = h;
-            }
+    for scale in 1..=8u32 {
+        let tallest = list
+            .iter()
+            .filter(|f| f64::from(f.character_size.height * scale) <= height_px)
+            .max_by_key(|f| f.character_size.height);
+        if let Some(font) = tallest
+            && f64::from(font.character_size.height * scale) >= 0.75 * height_px
+        {
+            return (font, scale);
         }
     }
-    best
+    (&fonts::FONT_4X6, 1)
 }
 
 /// At most `max_chars` characters, with `...` when cut; characters outside ISO-8859-1 (the font's

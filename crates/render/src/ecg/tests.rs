@@ -643,8 +643,47 @@ fn png_has_the_page_size_dark_traces_and_a_red_grid() {
 }
 
 #[test]
+fn png_traces_stop_at_the_header() {
+    let s = synthesize(&EcgSpec {
+        r_amplitude_uv: 3000.0,
+        ..EcgSpec::default()
+    });
+    let o = opts(20.0, 25.0);
+    let k = 5.0;
+    let bytes = render_png(&[page(&s.record)], &o, Lang::En, k).unwrap();
+    let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    let scene = layout::build(&[page(&s.record)], &o, Lang::En).unwrap();
+    let grid_top = scene.pages[0].grid.y;
+    // Lead I's R reaches 30 mm above a baseline 20 mm below the grid's top edge.
+    let first_row = &scene.pages[0].rows[0];
+    let highest = first_row.traces[0]
+        .points
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::MAX, f64::min);
+    assert!(highest < grid_top - 5.0, "{highest}");
+    let y = ((grid_top - 0.6) * f64::from(k)).round() as u32;
+    let dark = (0..img.width())
+        .filter(|&x| img.get_pixel(x, y).0[0] < 128)
+        .count();
+    assert_eq!(dark, 0);
+}
+
+#[test]
 fn png_text_is_latin1_with_a_question_mark_for_the_rest() {
     assert_eq!(png::fit_latin1("张*明 60°", 20), "?*? 60°");
     assert_eq!(png::fit_latin1("abcdefghij", 6), "abc...");
     assert_eq!(png::fit_latin1("abcdefghij", 2), "..");
+}
+
+#[test]
+fn png_text_uses_native_glyphs_before_magnified_ones() {
+    let height = |px: f64| {
+        let (font, scale) = png::pick_font(px, false);
+        (font.character_size.height, scale)
+    };
+    // 3.2 mm at 5 px/mm: the 15 px font, not the 8 px one doubled.
+    assert_eq!(height(16.0), (15, 1));
+    assert_eq!(height(32.0), (15, 2));
+    assert_eq!(height(3.0), (6, 1));
 }
