@@ -215,6 +215,25 @@ async fn own_corpus(dir: &Path) {
          (003a,0005) US 1\n\
          (003a,0010) UL 4\n\
          (003a,001a) DS [500]\n\
+         (003a,0200) SQ (Sequence with undefined length)\n\
+         (fffe,e000) na (Item with undefined length)\n\
+         (003a,0208) SQ (Sequence with undefined length)\n\
+         (fffe,e000) na (Item with undefined length)\n\
+         (0008,0100) SH [2:2]\n\
+         (0008,0102) SH [MDC]\n\
+         (0008,0104) LO [Lead II]\n\
+         (fffe,e00d) na (ItemDelimitationItem)\n\
+         (fffe,e0dd) na (SequenceDelimitationItem)\n\
+         (003a,0210) DS [1]\n\
+         (003a,0211) SQ (Sequence with undefined length)\n\
+         (fffe,e000) na (Item with undefined length)\n\
+         (0008,0100) SH [uV]\n\
+         (0008,0102) SH [UCUM]\n\
+         (0008,0104) LO [microvolt]\n\
+         (fffe,e00d) na (ItemDelimitationItem)\n\
+         (fffe,e0dd) na (SequenceDelimitationItem)\n\
+         (fffe,e00d) na (ItemDelimitationItem)\n\
+         (fffe,e0dd) na (SequenceDelimitationItem)\n\
          (5400,1004) US 16\n\
          (5400,1006) CS [SS]\n\
          (5400,1010) OW 0000\\0001\\0002\\0003\n\
