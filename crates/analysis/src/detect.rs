@@ -72,7 +72,9 @@ pub(crate) fn detect(x: &[f64], fs: f64) -> Vec<usize> {
     let mwi: Vec<f64> = (0..n)
         .map(|i| {
             let (a, b) = (i.saturating_sub(half), (i + half + 1).min(n));
-            (prefix[b] - prefix[a]) / (b - a) as f64
+            // The RMS slope rather than the energy: thresholds then scale with amplitude, so a
+            // wide ectopic beat of half the height (a quarter of the energy) is not taken for noise.
+            ((prefix[b] - prefix[a]) / (b - a) as f64).max(0.0).sqrt()
         })
         .collect();
 

@@ -7,11 +7,13 @@ mod detect;
 mod filter;
 mod measure;
 mod rhythm;
+mod score;
 
 use yilian_domain::ecg::{EcgAnalysis, EcgRecord, GlobalMeasurements, Lead, Regularity};
 
 pub use detect::{MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, detect_r_peaks};
 pub use rhythm::{IRREGULAR_FRACTION, MIN_RR_FOR_REGULARITY};
+pub use score::{BeatMatch, match_beats};
 
 /// Fewer beats than this (with a whole median-beat window inside the trace) and no interval is
 /// measured.
