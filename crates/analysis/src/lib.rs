@@ -19,6 +19,9 @@ pub use score::{BeatMatch, match_beats};
 /// measured.
 pub const MIN_BEATS_FOR_INTERVALS: usize = 4;
 
+/// Intervals are measured only when at least this share of beats resembles the median beat.
+const MIN_ALIKE_BEATS: f64 = 0.5;
+
 /// Lead II is the detection lead unless another lead's QRS band is more than this many times larger
 /// (lead II nearly perpendicular to the axis has small, ambiguous complexes).
 const PREFER_II_RATIO: f64 = 2.0;
@@ -126,6 +129,18 @@ pub fn analyze(record: &EcgRecord) -> EcgAnalysis {
         ));
         return out;
     };
+    if let (Some((_, trace)), Some((_, template))) =
+        (clean.get(det_index), templates.leads.get(det_index))
+    {
+        let alike = measure::consistency(trace, template, templates.r, &out.r_peaks, fs);
+        if alike < MIN_ALIKE_BEATS {
+            out.notes.push(format!(
+                "only {:.0}% of the beats resemble the median beat (noise or artefact?): intervals not measured",
+                alike * 100.0
+            ));
+            return out;
+        }
+    }
     let regular = out.regularity == Regularity::Regular;
     let m = measure::measure(&templates, rr_samples, fs, regular);
     out.notes.extend(m.notes);
