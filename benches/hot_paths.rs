@@ -5,7 +5,8 @@
 //! - render: PNG vs JPEG of a 512×512 16-bit CT frame with the dataset window;
 //! - render cache: a cold render (open the stored bytes, decode, window, encode; uncompressed and
 //!   JPEG-LS) vs. a hit in the app's render cache, for a full frame and a 128-px thumbnail;
-//! - signing: RFC 8785 canonicalisation + Ed25519 sign + verify of a report vs. SHA-256 of the same bytes.
+//! - ECG paper: one synthetic 12-lead page (10 s, 500 Hz) as SVG and as PNG at 5 px/mm;
+//! - signing: RFC 8785 canonicalisation + Ed25519 sign + verify of a report vs. SHA-256 of the same bytes;
 //! - ecg analysis: `yilian_analysis::analyze` on a 10 s 12-lead 500 Hz record (detection, rhythm,
 //!   median beats, intervals, axes) vs. R-peak detection alone on lead II.
 
@@ -76,6 +77,32 @@ fn rendering(c: &mut Criterion) {
             )
             .map(|v| v.len())
         })
+    });
+    g.finish();
+}
+
+fn ecg_paper(c: &mut Criterion) {
+    use yilian_fixtures::ecg::{EcgSpec, synthesize};
+    use yilian_render::ecg::{EcgHeader, EcgPage, Lang, PaperOptions, render_png, render_svg};
+    let ecg = synthesize(&EcgSpec::default());
+    let pages = [EcgPage {
+        record: &ecg.record,
+        header: EcgHeader {
+            title: "ECG".into(),
+            patient: "Z*M".into(),
+            device_measurements: vec![("HR".into(), "72 bpm".into())],
+            hub_measurements: vec![("HR".into(), "72 bpm".into())],
+            ..EcgHeader::default()
+        },
+    }];
+    let opts = PaperOptions::default();
+    let mut g = c.benchmark_group("ecg_page_12_lead");
+    g.sample_size(20);
+    g.bench_function("svg", |b| {
+        b.iter(|| render_svg(black_box(&pages), &opts, Lang::ZhCn).map(|s| s.len()))
+    });
+    g.bench_function("png_5px_per_mm", |b| {
+        b.iter(|| render_png(black_box(&pages), &opts, Lang::En, 5.0).map(|v| v.len()))
     });
     g.finish();
 }
@@ -205,6 +232,7 @@ criterion_group!(
     benches,
     ingest_parse,
     rendering,
+    ecg_paper,
     render_cache,
     signing,
     ecg_analysis

@@ -46,6 +46,7 @@ const IO: &[&str] = &[
 fn the_domain_core_and_policy_do_no_io() {
     only("domain", &["thiserror"]);
     only("policy", &["yilian-domain", "serde", "thiserror"]);
+    only("analysis", &["yilian-domain"]);
     for k in ["formats", "render", "signing", "config"] {
         none_of(k, IO);
     }
@@ -54,7 +55,7 @@ fn the_domain_core_and_policy_do_no_io() {
 #[test]
 fn sql_lives_in_store_and_http_in_server() {
     for k in [
-        "domain", "policy", "formats", "render", "signing", "config", "app", "server",
+        "domain", "policy", "analysis", "formats", "render", "signing", "config", "app", "server",
     ] {
         none_of(k, &["sqlx", "object_store"]);
     }

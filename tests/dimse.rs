@@ -689,3 +689,118 @@ async fn an_instance_sent_over_stow_and_then_c_store_is_one_instance() {
         t.finish().await;
     }
 }
+
+/// An ECG cart sends over C-STORE: the waveform is read and measured before the C-STORE-RSP, a STEMI
+/// statement from the device puts the exam at the top of the ECG worklist at once (no quiet period), and
+/// a waveform whose channel count does not match its data is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ecg_over_c_store_is_measured_and_routed_at_once() {
+    use yilian_domain::ecg::LocalDateTime;
+    use yilian_fixtures::ecg::{EcgSpec, synthesize};
+    use yilian_formats::ecg::{EcgDicomIds, to_dicom};
+
+    const ECG: &[(&str, &[&str])] = &[(uids::TWELVE_LEAD_ECG_WAVEFORM_STORAGE, &[EXPLICIT_LE])];
+    for backend in backends() {
+        let t = TestHub::start(&backend, None, |_| {}).await;
+        let mut rec = synthesize(&EcgSpec {
+            heart_rate_bpm: 96.0,
+            ..EcgSpec::default()
+        })
+        .record;
+        rec.acquired_at = LocalDateTime::new(2026, 11, 23, 7, 5, 0);
+        rec.interpretation = vec!["Acute MI / STEMI".into()];
+        let ids = |n: u32| EcgDicomIds {
+            study_uid: format!("2.25.5500{n}"),
+            series_uid: format!("2.25.5500{n}.1"),
+            sop_uid: format!("2.25.5500{n}.1.1"),
+            patient_id: "HX8001".into(),
+            issuer_of_patient_id: Some("HX".into()),
+            accession_number: None,
+            institution_name: None,
+            study_description: Some("ECG".into()),
+        };
+        let file = to_dicom(&rec, &ids(1)).unwrap();
+        let mut scu = connect(&t, "HX_ECG01", "YILIAN", ECG).await.unwrap();
+        let (st, comment) = scu
+            .store(
+                uids::TWELVE_LEAD_ECG_WAVEFORM_STORAGE,
+                "2.25.55001.1.1",
+                data_set_of(&file),
+            )
+            .await;
+        assert_eq!(st, 0x0000, "{comment:?}");
+
+        // The exam exists as soon as the C-STORE-RSP came back: stat on the ECG pool.
+        let exam = t
+            .hub
+            .catalog
+            .exam_of_study(&"2.25.55001".parse().unwrap())
+            .await
+            .unwrap()
+            .expect("routed at once");
+        assert_eq!(exam.pool.as_str(), "county-ecg");
+        assert_eq!(exam.priority.as_str(), "stat");
+        assert_eq!(exam.due_at.0 - exam.created_at.0, 10 * 60_000);
+        assert!(exam.route_reason.contains("STEMI"), "{}", exam.route_reason);
+        let ecg = t
+            .hub
+            .catalog
+            .ecg_records_of_study(&exam.study_uid)
+            .await
+            .unwrap();
+        assert_eq!(ecg.len(), 1);
+        let hr = ecg[0].heart_rate_bpm.expect("measured");
+        assert!((hr - 96.0).abs() <= 2.0, "{hr}");
+
+        // One channel definition removed: the data no longer matches the channel count.
+        let mut obj = dicom_object::from_reader(std::io::Cursor::new(
+            &to_dicom(&rec, &ids(2)).unwrap()[128..],
+        ))
+        .unwrap();
+        let wf = obj.element(tags::WAVEFORM_SEQUENCE).unwrap().clone();
+        let mut items = wf.items().unwrap().to_vec();
+        let chans = items[0]
+            .element(tags::CHANNEL_DEFINITION_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap()
+            .to_vec();
+        items[0].put(dicom_core::DataElement::new(
+            tags::CHANNEL_DEFINITION_SEQUENCE,
+            dicom_core::VR::SQ,
+            dicom_core::value::DataSetSequence::from(chans[..11].to_vec()),
+        ));
+        obj.put(dicom_core::DataElement::new(
+            tags::WAVEFORM_SEQUENCE,
+            dicom_core::VR::SQ,
+            dicom_core::value::DataSetSequence::from(items),
+        ));
+        let mut broken = Vec::new();
+        obj.write_all(&mut broken).unwrap();
+        let full = broken;
+        let (st, comment) = scu
+            .store(
+                uids::TWELVE_LEAD_ECG_WAVEFORM_STORAGE,
+                "2.25.55002.1.1",
+                data_set_of(&full),
+            )
+            .await;
+        assert_eq!(st, 0xC000, "refused");
+        let comment = comment.unwrap_or_default();
+        assert!(
+            comment.to_lowercase().contains("channels"),
+            "the reason names the channels: {comment}"
+        );
+        scu.release().await;
+        assert!(
+            t.hub
+                .catalog
+                .instance(&"2.25.55002.1.1".parse().unwrap())
+                .await
+                .unwrap()
+                .is_none(),
+            "nothing stored"
+        );
+        t.finish().await;
+    }
+}

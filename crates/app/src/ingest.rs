@@ -28,6 +28,17 @@ pub struct Stored {
     pub duplicate: bool,
     /// The audit event went into the catalog with the instance.
     audited: bool,
+    /// The instance is an ECG waveform (its trace was read and analysed).
+    pub ecg: bool,
+}
+
+/// The original of an ECG uploaded in another format (HL7 aECG, SCP-ECG) and filed as DICOM: kept
+/// as its own blob and named in the ECG record.
+#[derive(Clone, Debug)]
+pub struct EcgSource {
+    pub format: yilian_domain::ecg::EcgSourceFormat,
+    pub blob_key: String,
+    pub sha256: String,
 }
 
 /// Why one instance was not stored; the rest of the request is unaffected.
@@ -70,7 +81,7 @@ impl Hub {
         bytes: Bytes,
         expected_study: Option<&StudyInstanceUid>,
     ) -> Result<Result<Stored, Failure>, AppError> {
-        self.store_input(who, Input::Memory(bytes), expected_study)
+        self.store_input(who, Input::Memory(bytes), expected_study, None)
             .await
     }
 
@@ -82,20 +93,21 @@ impl Hub {
         path: &Path,
     ) -> Result<Result<Stored, Failure>, AppError> {
         let input = Input::File(path.to_path_buf());
-        let r = self.store_input(who, input, None).await;
+        let r = self.store_input(who, input, None, None).await;
         let _ = tokio::fs::remove_file(path).await;
         r
     }
 
-    async fn store_input(
+    pub(crate) async fn store_input(
         &self,
         who: &Principal,
         input: Input,
         expected_study: Option<&StudyInstanceUid>,
+        ecg_source: Option<&EcgSource>,
     ) -> Result<Result<Stored, Failure>, AppError> {
         require(who, Action::UploadStudy)?;
         let outcome = self
-            .store_checked(who, &who.site, input, expected_study)
+            .store_checked(who, &who.site, input, expected_study, ecg_source)
             .await;
         let (result, detail) = match &outcome {
             Ok(s) => (
@@ -120,6 +132,18 @@ impl Hub {
             self.audit(who, "dicom.store", "study", &resource, None, result, detail)
                 .await?;
         }
+        // An ECG is one object, and a STEMI cannot wait for the quiet period: route it now. The
+        // non-DICOM upload routes itself after it has recorded the site's urgency.
+        if let Ok(s) = &outcome
+            && s.ecg
+            && !s.duplicate
+            && ecg_source.is_none()
+            && let Ok(study) = StudyInstanceUid::new(s.study_uid.clone())
+            && let Err(e) = self.route_study(&study).await
+        {
+            // Stored and durable; the routing sweep will try again.
+            tracing::warn!(error = %e, study = %study, "routing a new ECG failed");
+        }
         Ok(outcome)
     }
 
@@ -129,6 +153,7 @@ impl Hub {
         site: &SiteId,
         input: Input,
         expected_study: Option<&StudyInstanceUid>,
+        ecg_source: Option<&EcgSource>,
     ) -> Result<Stored, Failure> {
         let (sha, size, parsed) = examine(&input).await?;
         let Parsed { meta, metadata } = parsed;
@@ -151,6 +176,7 @@ impl Hub {
             series_uid: meta.series_instance_uid.to_string(),
             duplicate: false,
             audited: false,
+            ecg: yilian_formats::ecg::is_ecg_waveform_sop_class(meta.sop_class_uid.as_str()),
         };
         let backend = |e: crate::ports::PortError| {
             tracing::error!(error = %e, "ingest backend failure");
@@ -187,6 +213,17 @@ impl Hub {
                 "the study was uploaded by another site".into(),
             ));
         }
+        // An ECG whose waveform cannot be read is refused before anything is written: readers could not
+        // see it, and the site must hear why now.
+        let ecg = if stored.ecg {
+            Some(
+                crate::ecg::examine_ecg(&input, &self.config.routing.ecg)
+                    .await
+                    .map_err(|m| fail(FailureReason::CannotUnderstand, m))?,
+            )
+        } else {
+            None
+        };
         let site_cfg = self.config.site(site.as_str());
         let default_issuer = site_cfg
             .map(|s| s.patient_id_issuer.as_str())
@@ -200,7 +237,18 @@ impl Hub {
         .map_err(backend)?;
         let patient_key = self.patient_key(&local);
         let now = self.now();
+        let ecg = ecg.map(|facts| {
+            facts.into_row(
+                &meta.sop_instance_uid,
+                &meta.study_instance_uid,
+                &patient_key,
+                site,
+                now,
+                ecg_source,
+            )
+        });
         let new = NewInstance {
+            ecg,
             audit: crate::ports::AuditEvent {
                 at: now,
                 actor: who.username.to_string(),
@@ -302,7 +350,7 @@ impl Hub {
 }
 
 /// Where an instance's bytes are.
-enum Input {
+pub(crate) enum Input {
     Memory(Bytes),
     File(PathBuf),
 }

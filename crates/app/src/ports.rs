@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use yilian_domain::{
-    ExamId, ExamState, PatientKey, PoolId, Priority, ReportId, ReportStatus, SeriesInstanceUid,
-    SiteId, SopClassUid, SopInstanceUid, StudyInstanceUid, UnixMillis, Username,
+    ExamId, ExamKind, ExamState, PatientKey, PoolId, Priority, ReportId, ReportStatus,
+    SeriesInstanceUid, SiteId, SopClassUid, SopInstanceUid, StudyInstanceUid, UnixMillis, Username,
 };
 use yilian_signing::PublicKeyRecord;
 
@@ -129,6 +129,32 @@ pub struct NewInstance {
     /// The store's audit event, written in the same transaction when the instance is inserted (one
     /// commit, one fsync, per stored instance).
     pub audit: AuditEvent,
+    /// For an ECG waveform instance: what the hub read from it, inserted in the same transaction.
+    pub ecg: Option<EcgRow>,
+}
+
+/// One stored ECG as the catalog keeps it (`ecg_records`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EcgRow {
+    pub sop_instance_uid: SopInstanceUid,
+    pub study_uid: StudyInstanceUid,
+    pub patient_key: PatientKey,
+    pub site: SiteId,
+    /// The device's local acquisition time, ISO 8601 without zone (orders as text).
+    pub acquired_at: Option<String>,
+    pub received_at: UnixMillis,
+    pub source_format: String,
+    pub source_blob_key: Option<String>,
+    pub source_sha256: Option<String>,
+    pub sample_rate_hz: f64,
+    pub samples_per_lead: i64,
+    /// Lead labels, comma separated.
+    pub leads: String,
+    pub heart_rate_bpm: Option<f64>,
+    /// JSON array of alert texts.
+    pub alerts: String,
+    /// JSON: device, device measurements, interpretation, the hub's analysis.
+    pub summary: String,
 }
 
 /// Which studies a search may see: the caller's scope as data, applied inside the query so that
@@ -215,6 +241,9 @@ pub struct NewExam {
     pub route_rule: String,
     pub route_reason: String,
     pub created_at: UnixMillis,
+    pub kind: ExamKind,
+    /// JSON array of the alerts that made the exam stat, if any.
+    pub alerts: Option<String>,
 }
 
 /// An exam with the study facts a worklist shows.
@@ -240,6 +269,22 @@ pub struct ExamRecord {
     pub study_description: Option<String>,
     pub study_date: Option<String>,
     pub first_received_at: UnixMillis,
+    pub kind: ExamKind,
+    pub alerts: Option<String>,
+    pub escalated_pool: Option<PoolId>,
+    pub escalated_at: Option<UnixMillis>,
+    pub escalation_reason: Option<String>,
+}
+
+impl ExamRecord {
+    /// True when the reader's pools include the exam's pool or the pool it escalated to.
+    pub fn visible_to(&self, pools: &[PoolId]) -> bool {
+        pools.contains(&self.pool)
+            || self
+                .escalated_pool
+                .as_ref()
+                .is_some_and(|p| pools.contains(p))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -327,8 +372,48 @@ pub trait Catalog: Send + Sync {
     /// Creates the exam and marks the study routed, once. False when the study already has one.
     async fn create_exam(&self, exam: &NewExam) -> Result<bool, PortError>;
     async fn mark_study_unroutable(&self, study: &StudyInstanceUid) -> Result<(), PortError>;
+    /// A queued exam becomes more urgent (the uploader flagged it after routing): new priority and due
+    /// time, the reason appended to the routing explanation. False when it is no longer queued.
+    async fn raise_exam(
+        &self,
+        exam: &ExamId,
+        priority: Priority,
+        due_at: UnixMillis,
+        reason: &str,
+    ) -> Result<bool, PortError>;
+    /// Queued exams past due, not escalated, with no live lease: escalation candidates, oldest due first.
+    async fn overdue_exams(
+        &self,
+        now: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<ExamRecord>, PortError>;
+    /// Escalates once (conditional on not escalated and still queued). False when it was not.
+    async fn escalate_exam(
+        &self,
+        exam: &ExamId,
+        priority: Priority,
+        to_pool: Option<&PoolId>,
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<bool, PortError>;
+
+    // --- ECG
+    async fn ecg_records_of_study(
+        &self,
+        study: &StudyInstanceUid,
+    ) -> Result<Vec<EcgRow>, PortError>;
+    /// The patient's most recent ECG outside `not_study` that was acquired (else received) before the
+    /// given time, from any site.
+    async fn prior_ecg(
+        &self,
+        patient: &PatientKey,
+        not_study: &StudyInstanceUid,
+        acquired_before: Option<&str>,
+        received_before: UnixMillis,
+    ) -> Result<Option<EcgRow>, PortError>;
 
     // --- reading
+    /// Queued exams of these pools, or escalated to them, most urgent first, then by due time.
     async fn worklist(&self, pools: &[PoolId]) -> Result<Vec<ExamRecord>, PortError>;
     async fn exam(&self, exam: &ExamId) -> Result<Option<ExamRecord>, PortError>;
     async fn exam_of_study(

@@ -1,7 +1,7 @@
 //! Reading: a reader's worklist, claims (leases), drafts, and signing a final report.
 
 use serde_json::json;
-use yilian_domain::{ExamId, ExamKind, ExamState, ReportId, ReportStatus, Role};
+use yilian_domain::{ExamId, ExamState, ReportId, ReportStatus, Role};
 use yilian_signing::{
     ALGORITHM_ED25519, SignatureBlock, SignedDocument, canonicalize, format_time,
 };
@@ -47,7 +47,7 @@ impl Hub {
         self.catalog
             .exam(exam_id)
             .await?
-            .filter(|e| who.pools.contains(&e.pool))
+            .filter(|e| e.visible_to(&who.pools))
             .ok_or(AppError::NotFound("exam"))
     }
 
@@ -240,7 +240,7 @@ impl Hub {
             "alliance": self.config.alliance.id,
             "exam": {
                 "exam_id": exam.exam_id.as_str(),
-                "kind": ExamKind::Imaging.as_str(),
+                "kind": exam.kind.as_str(),
                 "modality": exam.modality,
                 "study_instance_uid": exam.study_uid.as_str(),
                 "site_id": exam.site.as_str(),

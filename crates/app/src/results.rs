@@ -81,7 +81,7 @@ impl Hub {
                 .catalog
                 .exam_of_study(study_uid)
                 .await?
-                .is_some_and(|e| who.pools.contains(&e.pool)),
+                .is_some_and(|e| e.visible_to(&who.pools)),
             Role::Clinician => self
                 .catalog
                 .exam_of_study(study_uid)

@@ -1,7 +1,7 @@
 //! Routing: a complete study becomes one exam on a pool's worklist, as the policy decides.
 
-use yilian_domain::{ExamId, StudyInstanceUid};
-use yilian_policy::{RoutingFacts, route};
+use yilian_domain::{ExamId, ExamKind, ExamState, StudyInstanceUid};
+use yilian_policy::{EscalationFacts, RoutingFacts, escalate, route};
 
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
@@ -50,6 +50,12 @@ impl Hub {
                 .mark_study_complete(study_uid, urgent, urgent_reason)
                 .await?;
         }
+        // An ECG is routed as soon as it arrives, so the site's "chest pain" flag often comes after
+        // routing: it raises the queued exam instead.
+        if urgent && let Some(exam) = self.catalog.exam_of_study(study_uid).await? {
+            self.raise_urgent(&exam, urgent_reason.unwrap_or_default())
+                .await?;
+        }
         self.audit(
             who,
             "study.complete",
@@ -96,22 +102,28 @@ impl Hub {
             .into_iter()
             .filter_map(|s| s.modality)
             .collect();
+        let alerts = self.ecg_alerts_of_study(study_uid).await?;
         let facts = RoutingFacts {
             site: study.site.clone(),
             modalities: modalities.clone(),
             urgent: study.urgent,
+            alerts: alerts.clone(),
         };
         let now = self.now();
         match route(&facts, &self.config.routing.rules(), now) {
             Ok(decision) => {
                 let exam_id = ExamId::new(ulid::Ulid::new().to_string())
                     .map_err(|e| PortError::Corrupt(e.to_string()))?;
+                let modality = modalities.first().cloned().unwrap_or_else(|| "OT".into());
                 let exam = NewExam {
+                    kind: ExamKind::of_modality(&modality),
+                    alerts: (!alerts.is_empty())
+                        .then(|| serde_json::Value::from(alerts.clone()).to_string()),
                     exam_id: exam_id.clone(),
                     study_uid: study_uid.clone(),
                     site: study.site.clone(),
                     patient_key: study.patient_key.clone(),
-                    modality: modalities.first().cloned().unwrap_or_else(|| "OT".into()),
+                    modality,
                     pool: decision.pool,
                     priority: decision.priority,
                     due_at: decision.due_at,
@@ -144,5 +156,93 @@ impl Hub {
                 })
             }
         }
+    }
+
+    /// A queued exam the uploader flags urgent after routing: re-planned by the same policy with the
+    /// urgent flag, kept only when that is more urgent than what it has.
+    async fn raise_urgent(
+        &self,
+        exam: &crate::ports::ExamRecord,
+        reason: &str,
+    ) -> Result<(), PortError> {
+        if exam.state != ExamState::Queued {
+            return Ok(());
+        }
+        let facts = RoutingFacts {
+            site: exam.site.clone(),
+            modalities: vec![exam.modality.clone()],
+            urgent: true,
+            alerts: vec![],
+        };
+        let now = self.now();
+        let Ok(d) = route(&facts, &self.config.routing.rules(), now) else {
+            return Ok(());
+        };
+        let priority = if d.priority.rank() < exam.priority.rank() {
+            d.priority
+        } else {
+            exam.priority
+        };
+        let due_at = d.due_at.min(exam.due_at);
+        if priority == exam.priority && due_at == exam.due_at {
+            return Ok(());
+        }
+        let note = format!(
+            "; flagged urgent by the site after routing ({}): {} priority, due in {} min",
+            reason.trim(),
+            priority.as_str(),
+            (due_at.0 - now.0).max(0) / 60_000
+        );
+        self.catalog
+            .raise_exam(&exam.exam_id, priority, due_at, &note)
+            .await?;
+        Ok(())
+    }
+
+    /// The escalation sweep: every overdue, unclaimed exam goes up once, as the policy decides.
+    pub async fn escalate_overdue(&self) -> Result<Vec<(ExamId, String)>, PortError> {
+        let now = self.now();
+        let rules = self.config.routing.rules();
+        let mut out = Vec::new();
+        for exam in self.catalog.overdue_exams(now, 100).await? {
+            let facts = EscalationFacts {
+                rule: exam.route_rule.clone(),
+                pool: exam.pool.clone(),
+                priority: exam.priority,
+                due_at: exam.due_at,
+                claimed: exam.claimed_by.is_some() && exam.lease_until.is_some_and(|t| t > now),
+                already_escalated: exam.escalated_at.is_some(),
+            };
+            let Some(e) = escalate(&facts, &rules, now) else {
+                continue;
+            };
+            if self
+                .catalog
+                .escalate_exam(
+                    &exam.exam_id,
+                    e.priority,
+                    e.to_pool.as_ref(),
+                    &e.explanation,
+                    now,
+                )
+                .await?
+            {
+                tracing::warn!(exam_id = %exam.exam_id, "escalated: {}", e.explanation);
+                self.catalog
+                    .audit(&crate::ports::AuditEvent {
+                        at: now,
+                        actor: "system".into(),
+                        action: "exam.escalate".into(),
+                        resource_type: "exam".into(),
+                        resource_id: exam.exam_id.to_string(),
+                        patient_key: Some(exam.patient_key.clone()),
+                        outcome: "ok".into(),
+                        detail: e.explanation.clone(),
+                    })
+                    .await?;
+                out.push((exam.exam_id.clone(), e.explanation));
+            }
+        }
+        Ok(out)
     }
 }

@@ -56,6 +56,9 @@ enum Command {
 enum FixturesCommand {
     /// One synthetic instance per storage class (CR, DX, CT, MR, US, MG, XA, SC, ECG, SR, PDF).
     Corpus { dir: PathBuf },
+    /// Synthetic ECGs of one resident for the tour: a prior (HL7 aECG), today's (SCP-ECG), a device
+    /// STEMI statement (DICOM 12-lead waveform) and a tachycardia (aECG).
+    Ecg { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -133,6 +136,20 @@ async fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             println!("wrote {} corpus files to {}", files.len(), dir.display());
+            Ok(())
+        }
+        Command::Fixtures {
+            kind: Some(FixturesCommand::Ecg { dir }),
+            ..
+        } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let files = demo_ecgs()?;
+            for (name, bytes) in &files {
+                let path = dir.join(name);
+                std::fs::write(&path, bytes)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("wrote {} ECG files to {}", files.len(), dir.display());
             Ok(())
         }
         Command::Fixtures {
@@ -247,4 +264,51 @@ fn verify(report: &PathBuf, keys: &PathBuf) -> anyhow::Result<()> {
         }
         Err(e) => bail!("INVALID: {e}"),
     }
+}
+
+/// The tour's ECGs: one resident (a valid GB 11643 number, synthetic) at two townships.
+fn demo_ecgs() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    use yilian_domain::ecg::{EcgRecord, LocalDateTime};
+    use yilian_fixtures::ecg::{EcgSpec, synthesize};
+    use yilian_formats::ecg::{EcgDicomIds, aecg, scp, to_dicom};
+    const RESIDENT: &str = "11010519491231002X";
+    let make = |rate: f64, day: u8, seed: u64| -> EcgRecord {
+        let mut r = synthesize(&EcgSpec {
+            heart_rate_bpm: rate,
+            seed,
+            ..EcgSpec::default()
+        })
+        .record;
+        r.subject.patient_id = Some(RESIDENT.into());
+        r.acquired_at = LocalDateTime::new(2026, 11, day, 8, 30, 0);
+        r
+    };
+    let mut stemi = make(88.0, 22, 3);
+    stemi.interpretation = vec!["Sinus rhythm".into(), "*** ACUTE MI / STEMI ***".into()];
+    let stemi_dicom = to_dicom(
+        &stemi,
+        &EcgDicomIds {
+            study_uid: "2.25.6601".into(),
+            series_uid: "2.25.6601.1".into(),
+            sop_uid: "2.25.6601.1.1".into(),
+            patient_id: RESIDENT.into(),
+            issuer_of_patient_id: Some("HX".into()),
+            accession_number: None,
+            institution_name: None,
+            study_description: Some("ECG REST".into()),
+        },
+    )
+    .context("encoding the STEMI ECG")?;
+    Ok(vec![
+        (
+            "prior-aecg.xml".into(),
+            aecg::write(&make(64.0, 1, 1)).into_bytes(),
+        ),
+        ("today.scp".into(), scp::write(&make(75.0, 22, 2))),
+        ("stemi.dcm".into(), stemi_dicom),
+        (
+            "tachycardia-aecg.xml".into(),
+            aecg::write(&make(170.0, 22, 4)).into_bytes(),
+        ),
+    ])
 }

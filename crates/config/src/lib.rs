@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use yilian_domain::{PoolId, Role, SiteId, Username};
-use yilian_policy::{RecognitionRules, RoutingRule, RoutingRules};
+use yilian_policy::{EcgAlertRules, RecognitionRules, RoutingRule, RoutingRules};
 
 /// The demo alliance, embedded so `yilian demo` works from any directory.
 pub const DEMO_TOML: &str = include_str!("../../../config/demo.toml");
@@ -267,6 +267,8 @@ pub struct RoutingConfig {
     /// How often the hub looks for complete studies.
     pub sweep_interval_secs: u64,
     pub rules: Vec<RoutingRule>,
+    /// What in an ECG makes it stat (`[routing.ecg]`).
+    pub ecg: EcgAlertRules,
 }
 
 impl Default for RoutingConfig {
@@ -276,6 +278,7 @@ impl Default for RoutingConfig {
             lease_secs: 1800,
             sweep_interval_secs: 5,
             rules: Vec::new(),
+            ecg: EcgAlertRules::default(),
         }
     }
 }
@@ -468,6 +471,21 @@ impl Config {
                     ));
                 }
             }
+            if let Some(p) = &r.escalate_to
+                && !pool_ids.contains(p.as_str())
+            {
+                return Err(invalid(
+                    format!("routing.rules[{i}].escalate_to"),
+                    format!("unknown pool {p:?}"),
+                ));
+            }
+        }
+        let ecg = &self.routing.ecg;
+        if !(ecg.min_heart_rate_bpm > 0.0 && ecg.min_heart_rate_bpm < ecg.max_heart_rate_bpm) {
+            return Err(invalid(
+                "routing.ecg",
+                "min_heart_rate_bpm must be positive and below max_heart_rate_bpm",
+            ));
         }
         if self.routing.quiet_period_secs < 0 || self.routing.lease_secs <= 0 {
             return Err(invalid(

@@ -1,15 +1,32 @@
 //! Exams and reports: kinds, priorities and the states they move through.
 
-/// What kind of examination an exam is. Only imaging exists in the walking skeleton.
+/// What kind of examination an exam is (检查): imaging, or an ECG (modality `ECG`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExamKind {
     Imaging,
+    Ecg,
 }
 
 impl ExamKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ExamKind::Imaging => "imaging",
+            ExamKind::Ecg => "ecg",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "imaging" => ExamKind::Imaging,
+            "ecg" => ExamKind::Ecg,
+            _ => return None,
+        })
+    }
+    /// The kind of an exam from its modality.
+    pub fn of_modality(modality: &str) -> Self {
+        if modality.eq_ignore_ascii_case("ECG") {
+            ExamKind::Ecg
+        } else {
+            ExamKind::Imaging
         }
     }
 }

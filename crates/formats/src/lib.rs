@@ -1,9 +1,10 @@
 //! Yilian formats: bytes in, typed values out (and back). DICOM Part 10 metadata via `dicom-object`,
-//! DICOM JSON (PS3.18 Annex F) for DICOMweb responses. No networking, no storage.
+//! DICOM JSON (PS3.18 Annex F) for DICOMweb responses, ECG waveforms (DICOM, HL7 aECG, SCP-ECG). No networking, no storage.
 
 pub mod bulk;
 pub mod dicom;
 pub mod dicom_json;
+pub mod ecg;
 pub mod lengths;
 pub mod query;
 

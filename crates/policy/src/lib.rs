@@ -1,11 +1,17 @@
 //! Yilian's policy: pure decisions with explanations. `route` puts an exam on a pool's worklist;
-//! `recognise` says whether a published result is mutually recognised (互认). It only plans; `yilian-app`
+//! `recognise` says whether a published result is mutually recognised (互认); `ecg_alerts` says what in
+//! an ECG makes it urgent; `escalate` decides when an overdue exam goes up a tier. It only plans; `yilian-app`
 //! carries decisions out. No I/O, no clock: time is an argument.
 
+pub mod ecg;
 pub mod recognition;
 pub mod routing;
 
+pub use ecg::{EcgAlertFacts, EcgAlertRules, ecg_alerts};
 pub use recognition::{
     RecognitionDecision, RecognitionFacts, RecognitionRule, RecognitionRules, recognise,
 };
-pub use routing::{RouteDecision, RoutingFacts, RoutingRule, RoutingRules, route};
+pub use routing::{
+    Escalation, EscalationFacts, RouteDecision, RoutingFacts, RoutingRule, RoutingRules, escalate,
+    route,
+};

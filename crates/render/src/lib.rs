@@ -3,7 +3,10 @@
 //! deflate), the modality LUT, the VOI LUT (the caller's window or preset, else the data set's VOI LUT
 //! Sequence or window) and MONOCHROME1 inversion are dicom-pixeldata's; this crate chooses the
 //! options, crops and scales to the viewport and encodes.
+//!
+//! [`ecg`] draws ECG traces as standard paper (SVG for the browser, PNG for print).
 
+pub mod ecg;
 mod params;
 
 use std::io::Cursor;

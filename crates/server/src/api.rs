@@ -57,6 +57,13 @@ fn exam_json(st: &AppState, e: &ExamRecord) -> Value {
             "name_masked": e.patient_name.as_deref().map(mask_name),
         },
         "created_at": format_time(e.created_at.0),
+        "kind": e.kind.as_str(),
+        "alerts": e.alerts.as_deref().and_then(|a| serde_json::from_str::<Value>(a).ok()).unwrap_or_else(|| json!([])),
+        "escalation": e.escalated_at.map(|t| json!({
+            "at": format_time(t.0),
+            "pool_id": e.escalated_pool.as_ref().map(|p| p.as_str()),
+            "reason": e.escalation_reason,
+        })),
     })
 }
 

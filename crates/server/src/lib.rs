@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod dicomweb;
 pub mod dimse;
+mod ecg;
 mod error;
 pub mod openapi;
 mod wado;
@@ -133,13 +134,23 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/v1/reports/{id}", get(api::report))
         .route("/api/v1/reports/{id}/verify", get(api::verify))
         .route("/api/v1/keys", get(api::keys))
+        .route("/api/v1/exams/{id}/ecg", get(ecg::view))
+        .route("/api/v1/exams/{id}/ecg/rendered", get(ecg::rendered))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    // An ECG file (aECG XML can be several MB) up to what the hub measures.
+    let ecg_upload =
+        Router::new()
+            .route("/api/v1/ecg", post(ecg::upload))
+            .layer(DefaultBodyLimit::max(
+                yilian_app::ecg::MAX_ECG_INSTANCE_BYTES as usize,
+            ));
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/api/openapi.json", get(openapi::serve))
         .merge(dicomweb)
         .merge(api)
+        .merge(ecg_upload)
         .fallback(api::not_found)
         // A bug must not take the connection down silently: a panic becomes a 500 with no detail.
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send + 'static>| {
@@ -168,7 +179,8 @@ pub async fn serve(
         .await
 }
 
-/// The routing sweep: studies that are complete or quiet get routed. Runs until the task is aborted.
+/// The routing sweep (studies that are complete or quiet get routed) and the escalation sweep
+/// (overdue, unclaimed exams go up a tier). Runs until the task is aborted.
 pub fn spawn_background(hub: Hub) -> tokio::task::JoinHandle<()> {
     let every = Duration::from_secs(hub.config.routing.sweep_interval_secs.max(1));
     tokio::spawn(async move {
@@ -180,6 +192,13 @@ pub fn spawn_background(hub: Hub) -> tokio::task::JoinHandle<()> {
                 Ok(done) if !done.is_empty() => tracing::info!(count = done.len(), "routing sweep"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "routing sweep failed"),
+            }
+            match hub.escalate_overdue().await {
+                Ok(done) if !done.is_empty() => {
+                    tracing::warn!(count = done.len(), "escalation sweep")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "escalation sweep failed"),
             }
         }
     })

@@ -6,8 +6,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use yilian_app::ports::*;
 use yilian_domain::{
-    ExamId, ExamState, PatientKey, PoolId, Priority, ReportId, ReportStatus, SeriesInstanceUid,
-    SiteId, SopClassUid, SopInstanceUid, StudyInstanceUid, UnixMillis, Username,
+    ExamId, ExamKind, ExamState, PatientKey, PoolId, Priority, ReportId, ReportStatus,
+    SeriesInstanceUid, SiteId, SopClassUid, SopInstanceUid, StudyInstanceUid, UnixMillis, Username,
 };
 use yilian_signing::{PublicKeyRecord, format_time, parse_time};
 
@@ -214,7 +214,8 @@ fn instance_row(r: &AnyRow) -> Result<InstanceRecord, PortError> {
 
 const EXAM_COLS: &str = "e.exam_id, e.study_uid, e.site_id, e.patient_key, e.modality, e.pool_id, e.priority, e.due_at, e.route_rule, \
                          e.route_reason, e.state, e.claimed_by, e.lease_until, e.created_at, s.patient_id, s.issuer, s.patient_name, \
-                         s.description, s.study_date, s.first_received_at";
+                         s.description, s.study_date, s.first_received_at, e.kind, e.alerts, e.escalated_pool, e.escalated_at, \
+                         e.escalation_reason";
 
 fn exam_row(r: &AnyRow) -> Result<ExamRecord, PortError> {
     let priority: String = get(r, "priority")?;
@@ -244,6 +245,40 @@ fn exam_row(r: &AnyRow) -> Result<ExamRecord, PortError> {
         study_description: get(r, "description")?,
         study_date: get(r, "study_date")?,
         first_received_at: UnixMillis(get(r, "first_received_at")?),
+        kind: {
+            let k: String = get(r, "kind")?;
+            ExamKind::parse(&k).ok_or_else(|| corrupt("exams.kind", &k))?
+        },
+        alerts: get(r, "alerts")?,
+        escalated_pool: get::<Option<String>>(r, "escalated_pool")?
+            .map(PoolId::new)
+            .transpose()
+            .map_err(|e| corrupt("exams.escalated_pool", e))?,
+        escalated_at: get::<Option<i64>>(r, "escalated_at")?.map(UnixMillis),
+        escalation_reason: get(r, "escalation_reason")?,
+    })
+}
+
+const ECG_COLS: &str = "sop_instance_uid, study_uid, patient_key, site_id, acquired_at, received_at, source_format, source_blob_key, \
+                        source_sha256, sample_rate_hz, samples_per_lead, leads, heart_rate_bpm, alerts, summary";
+
+fn ecg_row(r: &AnyRow) -> Result<EcgRow, PortError> {
+    Ok(EcgRow {
+        sop_instance_uid: uid(r, "sop_instance_uid", SopInstanceUid::new)?,
+        study_uid: uid(r, "study_uid", StudyInstanceUid::new)?,
+        patient_key: PatientKey(get(r, "patient_key")?),
+        site: uid(r, "site_id", SiteId::new)?,
+        acquired_at: get(r, "acquired_at")?,
+        received_at: UnixMillis(get(r, "received_at")?),
+        source_format: get(r, "source_format")?,
+        source_blob_key: get(r, "source_blob_key")?,
+        source_sha256: get(r, "source_sha256")?,
+        sample_rate_hz: get(r, "sample_rate_hz")?,
+        samples_per_lead: get(r, "samples_per_lead")?,
+        leads: get(r, "leads")?,
+        heart_rate_bpm: get(r, "heart_rate_bpm")?,
+        alerts: get(r, "alerts")?,
+        summary: get(r, "summary")?,
     })
 }
 
@@ -424,6 +459,29 @@ impl Catalog for SqlCatalog {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        if let Some(e) = &n.ecg {
+            sqlx::query(sql!(
+                "INSERT INTO ecg_records ({ECG_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ))
+            .bind(e.sop_instance_uid.as_str())
+            .bind(e.study_uid.as_str())
+            .bind(&e.patient_key.0)
+            .bind(e.site.as_str())
+            .bind(&e.acquired_at)
+            .bind(e.received_at.0)
+            .bind(&e.source_format)
+            .bind(&e.source_blob_key)
+            .bind(&e.source_sha256)
+            .bind(e.sample_rate_hz)
+            .bind(e.samples_per_lead)
+            .bind(&e.leads)
+            .bind(e.heart_rate_bpm)
+            .bind(&e.alerts)
+            .bind(&e.summary)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
         insert_audit(&mut *tx, &n.audit).await?;
         tx.commit().await.map_err(db)?;
         Ok(InsertOutcome::Inserted)
@@ -564,8 +622,8 @@ impl Catalog for SqlCatalog {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let r = sqlx::query(
             "INSERT INTO exams (exam_id, study_uid, site_id, patient_key, kind, modality, pool_id, priority, priority_rank, due_at, \
-             route_rule, route_reason, state, claimed_by, lease_until, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'imaging', $5, $6, $7, $8, $9, $10, $11, 'queued', NULL, NULL, $12, $12) \
+             route_rule, route_reason, state, claimed_by, lease_until, created_at, updated_at, alerts) \
+             VALUES ($1, $2, $3, $4, $13, $5, $6, $7, $8, $9, $10, $11, 'queued', NULL, NULL, $12, $12, $14) \
              ON CONFLICT (study_uid) DO NOTHING",
         )
         .bind(e.exam_id.as_str())
@@ -580,6 +638,8 @@ impl Catalog for SqlCatalog {
         .bind(&e.route_rule)
         .bind(&e.route_reason)
         .bind(e.created_at.0)
+        .bind(e.kind.as_str())
+        .bind(&e.alerts)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -605,19 +665,135 @@ impl Catalog for SqlCatalog {
         Ok(())
     }
 
+    async fn raise_exam(
+        &self,
+        exam: &ExamId,
+        priority: Priority,
+        due_at: UnixMillis,
+        reason: &str,
+    ) -> Result<bool, PortError> {
+        let r = sqlx::query(
+            "UPDATE exams SET priority = $2, priority_rank = $3, due_at = $4, route_reason = route_reason || $5 \
+             WHERE exam_id = $1 AND state = 'queued'",
+        )
+        .bind(exam.as_str())
+        .bind(priority.as_str())
+        .bind(priority.rank())
+        .bind(due_at.0)
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn overdue_exams(
+        &self,
+        now: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<ExamRecord>, PortError> {
+        let rows = sqlx::query(sql!(
+            "SELECT {EXAM_COLS} FROM exams e JOIN studies s ON s.study_uid = e.study_uid \
+             WHERE e.state = 'queued' AND e.escalated_at IS NULL AND e.due_at <= $1 \
+             AND (e.claimed_by IS NULL OR e.lease_until < $1) ORDER BY e.due_at, e.exam_id LIMIT $2"
+        ))
+        .bind(now.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(exam_row).collect()
+    }
+
+    async fn escalate_exam(
+        &self,
+        exam: &ExamId,
+        priority: Priority,
+        to_pool: Option<&PoolId>,
+        reason: &str,
+        now: UnixMillis,
+    ) -> Result<bool, PortError> {
+        let r = sqlx::query(
+            "UPDATE exams SET priority = $2, priority_rank = $3, escalated_pool = $4, escalated_at = $5, escalation_reason = $6, \
+             updated_at = $5 WHERE exam_id = $1 AND state = 'queued' AND escalated_at IS NULL",
+        )
+        .bind(exam.as_str())
+        .bind(priority.as_str())
+        .bind(priority.rank())
+        .bind(to_pool.map(|p| p.as_str()))
+        .bind(now.0)
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn ecg_records_of_study(
+        &self,
+        study: &StudyInstanceUid,
+    ) -> Result<Vec<EcgRow>, PortError> {
+        let rows = sqlx::query(sql!(
+            "SELECT {ECG_COLS} FROM ecg_records WHERE study_uid = $1 ORDER BY acquired_at, received_at, sop_instance_uid"
+        ))
+        .bind(study.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(ecg_row).collect()
+    }
+
+    async fn prior_ecg(
+        &self,
+        patient: &PatientKey,
+        not_study: &StudyInstanceUid,
+        acquired_before: Option<&str>,
+        received_before: UnixMillis,
+    ) -> Result<Option<EcgRow>, PortError> {
+        // With an acquisition time the prior is the latest ECG acquired before it; records without
+        // one are placed by when they were received.
+        let row = match acquired_before {
+            Some(t) => sqlx::query(sql!(
+                "SELECT {ECG_COLS} FROM ecg_records WHERE patient_key = $1 AND study_uid <> $2 \
+                 AND ((acquired_at IS NOT NULL AND acquired_at < $3) OR (acquired_at IS NULL AND received_at < $4)) \
+                 ORDER BY COALESCE(acquired_at, '') DESC, received_at DESC LIMIT 1"
+            ))
+            .bind(&patient.0)
+            .bind(not_study.as_str())
+            .bind(t)
+            .bind(received_before.0),
+            None => sqlx::query(sql!(
+                "SELECT {ECG_COLS} FROM ecg_records WHERE patient_key = $1 AND study_uid <> $2 AND received_at < $3 \
+                 ORDER BY received_at DESC LIMIT 1"
+            ))
+            .bind(&patient.0)
+            .bind(not_study.as_str())
+            .bind(received_before.0),
+        }
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(ecg_row).transpose()
+    }
+
     async fn worklist(&self, pools: &[PoolId]) -> Result<Vec<ExamRecord>, PortError> {
         let mut out = Vec::new();
         for pool in pools {
             let rows = sqlx::query(sql!(
                 "SELECT {EXAM_COLS} FROM exams e JOIN studies s ON s.study_uid = e.study_uid \
-                 WHERE e.pool_id = $1 AND e.state = 'queued' ORDER BY e.priority_rank, e.due_at, e.exam_id LIMIT 500"
+                 WHERE (e.pool_id = $1 OR e.escalated_pool = $1) AND e.state = 'queued' \
+                 ORDER BY e.priority_rank, e.due_at, e.exam_id LIMIT 500"
             ))
             .bind(pool.as_str())
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
             for r in &rows {
-                out.push(exam_row(r)?);
+                let exam = exam_row(r)?;
+                // A reader of both the pool and its escalation pool sees the exam once.
+                if !out.iter().any(|e: &ExamRecord| e.exam_id == exam.exam_id) {
+                    out.push(exam);
+                }
             }
         }
         out.sort_by(|a, b| {
