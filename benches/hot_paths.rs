@@ -6,7 +6,9 @@
 //! - render cache: a cold render (open the stored bytes, decode, window, encode; uncompressed and
 //!   JPEG-LS) vs. a hit in the app's render cache, for a full frame and a 128-px thumbnail;
 //! - ECG paper: one synthetic 12-lead page (10 s, 500 Hz) as SVG and as PNG at 5 px/mm;
-//! - signing: RFC 8785 canonicalisation + Ed25519 sign + verify of a report vs. SHA-256 of the same bytes.
+//! - signing: RFC 8785 canonicalisation + Ed25519 sign + verify of a report vs. SHA-256 of the same bytes;
+//! - ecg analysis: `yilian_analysis::analyze` on a 10 s 12-lead 500 Hz record (detection, rhythm,
+//!   median beats, intervals, axes) vs. R-peak detection alone on lead II.
 
 use std::hint::black_box;
 use std::io::Cursor;
@@ -209,12 +211,30 @@ fn signing(c: &mut Criterion) {
     g.finish();
 }
 
+fn ecg_analysis(c: &mut Criterion) {
+    let ecg = yilian_fixtures::ecg::synthesize(&yilian_fixtures::ecg::EcgSpec::default());
+    let record = ecg.record;
+    let lead_ii = record
+        .lead(&yilian_domain::ecg::Lead::II)
+        .map(<[f32]>::to_vec)
+        .unwrap_or_default();
+    let mut g = c.benchmark_group("ecg_10s_12lead_500hz");
+    g.bench_function("detect_r_peaks_lead_ii_baseline", |b| {
+        b.iter(|| yilian_analysis::detect_r_peaks(black_box(&lead_ii), 500.0).len())
+    });
+    g.bench_function("analyze_12_leads", |b| {
+        b.iter(|| yilian_analysis::analyze(black_box(&record)).r_peaks.len())
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     ingest_parse,
     rendering,
     ecg_paper,
     render_cache,
-    signing
+    signing,
+    ecg_analysis
 );
 criterion_main!(benches);

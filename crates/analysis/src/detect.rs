@@ -72,7 +72,9 @@ pub(crate) fn detect(x: &[f64], fs: f64) -> Vec<usize> {
     let mwi: Vec<f64> = (0..n)
         .map(|i| {
             let (a, b) = (i.saturating_sub(half), (i + half + 1).min(n));
-            (prefix[b] - prefix[a]) / (b - a) as f64
+            // The RMS slope rather than the energy: thresholds then scale with amplitude, so a
+            // wide ectopic beat of half the height (a quarter of the energy) is not taken for noise.
+            ((prefix[b] - prefix[a]) / (b - a) as f64).max(0.0).sqrt()
         })
         .collect();
 
@@ -89,9 +91,16 @@ pub(crate) fn detect(x: &[f64], fs: f64) -> Vec<usize> {
         hi - lo
     };
 
-    // Local maxima of the integrated energy are the candidates; each is then a beat or noise.
+    // Maxima of the integrated slope that dominate ±100 ms are the candidates; each is then a beat
+    // or noise. Smaller ripples on one hump are dropped here, so two humps of fast beats are never
+    // merged by the refractory rule as if they were one complex.
+    let dominance = samples(0.1, fs);
     let candidates: Vec<Candidate> = (1..n.saturating_sub(1))
         .filter(|&i| mwi[i] > mwi[i - 1] && mwi[i] >= mwi[i + 1])
+        .filter(|&i| {
+            let (a, b) = (i.saturating_sub(dominance), (i + dominance + 1).min(n));
+            mwi[a..i].iter().all(|&v| v < mwi[i]) && mwi[i + 1..b].iter().all(|&v| v <= mwi[i])
+        })
         .filter(|&i| swing_at(i) >= MIN_QRS_UV)
         .map(|i| Candidate {
             at: i,

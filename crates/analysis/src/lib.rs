@@ -7,15 +7,20 @@ mod detect;
 mod filter;
 mod measure;
 mod rhythm;
+mod score;
 
 use yilian_domain::ecg::{EcgAnalysis, EcgRecord, GlobalMeasurements, Lead, Regularity};
 
 pub use detect::{MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, detect_r_peaks};
 pub use rhythm::{IRREGULAR_FRACTION, MIN_RR_FOR_REGULARITY};
+pub use score::{BeatMatch, match_beats};
 
 /// Fewer beats than this (with a whole median-beat window inside the trace) and no interval is
 /// measured.
 pub const MIN_BEATS_FOR_INTERVALS: usize = 4;
+
+/// Intervals are measured only when at least this share of beats resembles the median beat.
+const MIN_ALIKE_BEATS: f64 = 0.5;
 
 /// Lead II is the detection lead unless another lead's QRS band is more than this many times larger
 /// (lead II nearly perpendicular to the axis has small, ambiguous complexes).
@@ -124,6 +129,18 @@ pub fn analyze(record: &EcgRecord) -> EcgAnalysis {
         ));
         return out;
     };
+    if let (Some((_, trace)), Some((_, template))) =
+        (clean.get(det_index), templates.leads.get(det_index))
+    {
+        let alike = measure::consistency(trace, template, templates.r, &out.r_peaks, fs);
+        if alike < MIN_ALIKE_BEATS {
+            out.notes.push(format!(
+                "only {:.0}% of the beats resemble the median beat (noise or artefact?): intervals not measured",
+                alike * 100.0
+            ));
+            return out;
+        }
+    }
     let regular = out.regularity == Regularity::Regular;
     let m = measure::measure(&templates, rr_samples, fs, regular);
     out.notes.extend(m.notes);

@@ -68,15 +68,18 @@ pub(crate) fn templates(
             *slot = median(&mut column);
         }
         // Spread of the beats about their median (median absolute deviation, as a standard
-        // deviation), averaged over the window.
-        let mut lead_spread = 0.0;
-        for (k, &mk) in m.iter().enumerate() {
+        // deviation), averaged over the
+        // window, sampled at ~100 points (an estimate needs no more, and it halves the cost).
+        let step = (len / 100).max(1);
+        let (mut lead_spread, mut points) = (0.0, 0);
+        for (k, &mk) in m.iter().enumerate().step_by(step) {
             for (c, &p) in column.iter_mut().zip(&used) {
                 *c = (x.get(p - pre + k).copied().unwrap_or(0.0) - mk).abs();
             }
             lead_spread += 1.4826 * median(&mut column);
+            points += 1;
         }
-        spread += lead_spread / len as f64;
+        spread += lead_spread / f64::from(points.max(1));
         leads.push((lead.clone(), m));
     }
     let noise_uv = spread / clean.len().max(1) as f64 / (used.len() as f64).sqrt();
@@ -85,6 +88,53 @@ pub(crate) fn templates(
         leads,
         noise_uv,
     })
+}
+
+/// The share of beats whose QRS (±60 ms about R) correlates with the median beat's at 0.7 or more.
+/// Beats of one rhythm resemble each other, even with ectopics among them; "beats" found in noise
+/// or artefact do not.
+pub(crate) fn consistency(
+    trace: &[f64],
+    template: &[f64],
+    r: usize,
+    peaks: &[usize],
+    fs: f64,
+) -> f64 {
+    let half = samples(0.06, fs);
+    let Some(t) = template.get(r.saturating_sub(half)..(r + half + 1).min(template.len())) else {
+        return 0.0;
+    };
+    let centred = |w: &[f64]| {
+        let m = mean(w);
+        w.iter().map(|v| v - m).collect::<Vec<f64>>()
+    };
+    let t = centred(t);
+    let t_norm = t.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let lead = r.saturating_sub(half).min(r);
+    let mut scored = 0usize;
+    let mut alike = 0usize;
+    for &p in peaks {
+        let Some(w) = p
+            .checked_sub(r - lead)
+            .and_then(|start| trace.get(start..start + t.len()))
+        else {
+            continue;
+        };
+        let w = centred(w);
+        let w_norm = w.iter().map(|v| v * v).sum::<f64>().sqrt();
+        scored += 1;
+        if t_norm > 0.0 && w_norm > 0.0 {
+            let corr = t.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() / (t_norm * w_norm);
+            if corr >= 0.7 {
+                alike += 1;
+            }
+        }
+    }
+    if scored == 0 {
+        0.0
+    } else {
+        alike as f64 / scored as f64
+    }
 }
 
 fn argmax(v: &[f64], lo: usize, hi: usize) -> Option<usize> {
@@ -286,7 +336,12 @@ pub(crate) fn measure(t: &Templates, rr_samples: f64, fs: f64, measure_pr_qt: bo
 
     // P: the largest hump before the QRS that falls back to the baseline before it; its onset where
     // the tangent at the steepest rise meets the baseline.
-    let p_lo = onset.saturating_sub(samples(0.3_f64.min(0.6 * rr_samples / fs), fs));
+    // It starts no earlier than the previous beat's T end (this beat's, one RR back; without one,
+    // 40% of an RR before the R), so at fast rates the previous T is not taken for this P.
+    let prev_t_end = t_end.map_or(r as f64 - 0.4 * rr_samples, |e| e - rr_samples);
+    let p_lo = onset
+        .saturating_sub(samples(0.3_f64.min(0.6 * rr_samples / fs), fs))
+        .max((prev_t_end + 0.01 * fs).max(0.0).ceil() as usize);
     let p_hi = onset.saturating_sub(samples(0.02, fs));
     let p_on = argmax(&rms, p_lo, p_hi).and_then(|pp| {
         let amp = rms[pp] - rms_base;
