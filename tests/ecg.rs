@@ -299,6 +299,30 @@ async fn ecgs_are_measured_routed_rendered_with_prior_escalated_and_signed() {
             sign.text().await.unwrap_or_default()
         );
         let clinician = t.token("zhao.clinician").await;
+        // The published ECG is on paper for the member hospital too (without the reader-only prior);
+        // an unpublished one is not visible to it, and the sending site sees its own.
+        let view = t
+            .get_json(&clinician, &format!("/api/v1/exams/{routine_exam}/ecg"))
+            .await;
+        assert_eq!(view["records"][0]["source_format"], "scp-ecg", "{view}");
+        assert_eq!(view["prior"], Value::Null);
+        let r = t
+            .get(
+                &clinician,
+                &format!("/api/v1/exams/{routine_exam}/ecg/rendered?format=png"),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = t
+            .get(&clinician, &format!("/api/v1/exams/{chest_exam}/ecg"))
+            .await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "not published");
+        let r = t
+            .get(&ds, &format!("/api/v1/exams/{routine_exam}/ecg"))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "the sending site");
+        let r = t.get(&ds, &format!("/api/v1/exams/{prior_exam}/ecg")).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "another site's ECG");
         let results = t
             .get_json(
                 &clinician,

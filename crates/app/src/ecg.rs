@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use yilian_domain::ecg::{EcgAnalysis, EcgRecord, EcgSourceFormat, GlobalMeasurements};
 use yilian_domain::{
-    ExamId, ExamKind, PatientKey, SiteId, SopInstanceUid, StudyInstanceUid, UnixMillis,
+    ExamId, ExamKind, PatientKey, Role, SiteId, SopInstanceUid, StudyInstanceUid, UnixMillis,
     mask_identifier, mask_name,
 };
 use yilian_policy::{EcgAlertFacts, EcgAlertRules, ecg_alerts};
@@ -389,20 +389,35 @@ impl Hub {
         }
     }
 
-    /// The ECG records of an exam in the reader's pools, with the patient's prior ECG. Audited.
+    /// An ECG exam the caller may see: a reader's pools (or escalated to them), a tech's own site, a
+    /// clinician's published results — the same scope as the exam's study. Else "not found".
+    async fn ecg_exam_in_scope(
+        &self,
+        who: &Principal,
+        exam_id: &ExamId,
+    ) -> Result<ExamRecord, AppError> {
+        let exam = self
+            .catalog
+            .exam(exam_id)
+            .await?
+            .filter(|e| e.kind == ExamKind::Ecg)
+            .ok_or(AppError::NotFound("ECG"))?;
+        self.study_in_scope(who, &exam.study_uid).await?;
+        Ok(exam)
+    }
+
+    /// The ECG records of an exam with the patient's prior ECG (for readers: the prior may come from
+    /// any site and need not be published, which only the reading physician needs). Audited.
     pub async fn ecg_view(&self, who: &Principal, exam_id: &ExamId) -> Result<EcgView, AppError> {
-        let exam = self.exam_for_reader(who, exam_id).await?;
-        if exam.kind != ExamKind::Ecg {
-            return Err(AppError::NotFound("ECG"));
-        }
+        let exam = self.ecg_exam_in_scope(who, exam_id).await?;
         let rows = self.catalog.ecg_records_of_study(&exam.study_uid).await?;
         let mut records = Vec::new();
         for r in rows {
             records.push(self.ecg_item(r).await?);
         }
         let prior = match records.first() {
-            Some(first) => self.prior_of(&first.row).await?,
-            None => None,
+            Some(first) if who.role == Role::Reader => self.prior_of(&first.row).await?,
+            _ => None,
         };
         self.audit(
             who,
@@ -444,17 +459,14 @@ impl Hub {
         exam_id: &ExamId,
         req: &EcgRenderRequest,
     ) -> Result<(Vec<u8>, &'static str), AppError> {
-        let exam = self.exam_for_reader(who, exam_id).await?;
-        if exam.kind != ExamKind::Ecg {
-            return Err(AppError::NotFound("ECG"));
-        }
+        let exam = self.ecg_exam_in_scope(who, exam_id).await?;
         let rows = self.catalog.ecg_records_of_study(&exam.study_uid).await?;
         let current = match &req.sop_instance_uid {
             Some(sop) => rows.into_iter().find(|r| &r.sop_instance_uid == sop),
             None => rows.into_iter().next(),
         }
         .ok_or(AppError::NotFound("ECG"))?;
-        let prior = if req.with_prior {
+        let prior = if req.with_prior && who.role == Role::Reader {
             self.prior_of(&current).await?
         } else {
             None

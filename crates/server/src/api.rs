@@ -18,11 +18,11 @@ use crate::error::ApiError;
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-fn not_found_id() -> ApiError {
+pub(crate) fn not_found_id() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such object")
 }
 
-fn exam_id(s: String) -> Result<ExamId, ApiError> {
+pub(crate) fn exam_id(s: String) -> Result<ExamId, ApiError> {
     ExamId::new(s).map_err(|_| not_found_id())
 }
 
@@ -235,7 +235,12 @@ pub async fn complete_study(
             body.urgent_reason.as_deref(),
         )
         .await?;
-    Ok(Json(match outcome {
+    Ok(Json(route_json(&outcome)))
+}
+
+/// A routing outcome as the uploader sees it.
+pub(crate) fn route_json(outcome: &RouteOutcome) -> Value {
+    match outcome {
         RouteOutcome::Routed {
             exam_id,
             explanation,
@@ -245,7 +250,7 @@ pub async fn complete_study(
         }
         RouteOutcome::Unroutable { reason } => json!({ "state": "unroutable", "reason": reason }),
         RouteOutcome::NotReady => json!({ "state": "receiving" }),
-    }))
+    }
 }
 
 /// What an uploader watches: the study's state, its exam, and the report once signed.

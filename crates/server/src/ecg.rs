@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use yilian_app::ecg::{EcgItem, EcgRenderRequest, EcgUploadError};
-use yilian_app::routing::RouteOutcome;
-use yilian_domain::{ExamId, SopInstanceUid};
+use yilian_domain::SopInstanceUid;
 use yilian_formats::dicom_json::FailureReason;
 use yilian_render::ecg::{Lang, PaperOptions};
 use yilian_signing::format_time;
 
 use crate::AppState;
+use crate::api::{exam_id, not_found_id, route_json};
 use crate::auth::Caller;
 use crate::error::ApiError;
 
@@ -23,20 +23,6 @@ use crate::error::ApiError;
 pub struct UploadQuery {
     /// The site's reason to read this ECG first (e.g. 胸痛 / chest pain).
     pub urgent_reason: Option<String>,
-}
-
-fn route_json(r: &RouteOutcome) -> Value {
-    match r {
-        RouteOutcome::Routed {
-            exam_id,
-            explanation,
-        } => json!({ "state": "routed", "exam_id": exam_id.as_str(), "explanation": explanation }),
-        RouteOutcome::AlreadyRouted { exam_id } => {
-            json!({ "state": "routed", "exam_id": exam_id.as_str() })
-        }
-        RouteOutcome::Unroutable { reason } => json!({ "state": "unroutable", "reason": reason }),
-        RouteOutcome::NotReady => json!({ "state": "receiving" }),
-    }
 }
 
 /// `POST /api/v1/ecg`: the body is the file itself. 201 when stored, 200 when the same file was
@@ -128,10 +114,6 @@ fn item_json(i: &EcgItem) -> Value {
     })
 }
 
-fn exam_id(s: String) -> Result<ExamId, ApiError> {
-    ExamId::new(s).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such object"))
-}
-
 /// `GET /api/v1/exams/{id}/ecg`.
 pub async fn view(
     State(st): State<AppState>,
@@ -199,7 +181,7 @@ pub async fn rendered(
         .instance
         .map(SopInstanceUid::new)
         .transpose()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such object"))?;
+        .map_err(|_| not_found_id())?;
     let req = EcgRenderRequest {
         sop_instance_uid,
         paper,
