@@ -383,3 +383,59 @@ async fn bad_ecgs_are_refused_with_a_reason_and_store_nothing() {
     assert_eq!(studies, json!([]), "{studies}");
     t.finish().await;
 }
+
+/// A Holter excerpt as an Ambulatory ECG waveform (two leads, 200 Hz, one minute) over STOW-RS: read,
+/// measured, routed to the ECG pool, and printed as full-width strips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambulatory_ecg_is_read_measured_and_printed() {
+    use yilian_domain::ecg::Lead;
+    let t = TestHub::start(&support::Backend::Sqlite, None, |_| {}).await;
+    let hx = t.token("wang.tech").await;
+    let reader = t.token("sun.ecg").await;
+    let mut rec = synthesize(&EcgSpec {
+        sample_rate_hz: 200.0,
+        duration_secs: 60.0,
+        heart_rate_bpm: 58.0,
+        ..EcgSpec::default()
+    })
+    .record;
+    rec.leads.retain(|l| matches!(l.lead, Lead::II | Lead::V5));
+    let file = dicom_ecg(&rec, 9);
+    let mut obj = dicom_object::from_reader(std::io::Cursor::new(&file[128..])).unwrap();
+    const AMBULATORY: &str = "1.2.840.10008.5.1.4.1.1.9.1.3";
+    obj.put(dicom_core::DataElement::new(
+        dicom_dictionary_std::tags::SOP_CLASS_UID,
+        dicom_core::VR::UI,
+        dicom_core::PrimitiveValue::from(AMBULATORY),
+    ));
+    obj.update_meta(|m| m.media_storage_sop_class_uid = AMBULATORY.into());
+    let mut holter = Vec::new();
+    obj.write_all(&mut holter).unwrap();
+    t.stow_all(&hx, &[holter]).await;
+
+    let wl = t.get_json(&reader, "/api/v1/worklist").await;
+    let exam = wl["items"][0]["exam_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{wl}"))
+        .to_string();
+    assert_eq!(wl["items"][0]["priority"], "routine");
+    let view = t
+        .get_json(&reader, &format!("/api/v1/exams/{exam}/ecg"))
+        .await;
+    let rec = &view["records"][0];
+    assert_eq!(rec["leads"], json!(["II", "V5"]), "{rec}");
+    assert_eq!(rec["sample_rate_hz"], 200.0);
+    assert_eq!(rec["duration_s"], 60.0);
+    let hr = rec["hub_measurements"]["heart_rate_bpm"].as_f64().unwrap();
+    assert!((hr - 58.0).abs() <= 2.0, "{hr}");
+    let r = t
+        .get(&reader, &format!("/api/v1/exams/{exam}/ecg/rendered"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let svg = r.text().await.unwrap();
+    assert!(
+        svg.contains(">V5<") && !svg.contains(">aVR<"),
+        "two strips, no derived 12-lead layout"
+    );
+    t.finish().await;
+}
