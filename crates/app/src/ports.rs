@@ -429,6 +429,16 @@ pub trait Catalog: Send + Sync {
         now: UnixMillis,
         lease_until: UnixMillis,
     ) -> Result<bool, PortError>;
+    /// Takes a lease on the most urgent claimable exam of these pools (or escalated to them): queued,
+    /// unclaimed or with a lapsed lease, by priority then due time. Atomic across hub replicas (the
+    /// candidate row is locked with `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer).
+    async fn claim_next(
+        &self,
+        pools: &[PoolId],
+        who: &Username,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+    ) -> Result<Option<ExamId>, PortError>;
     async fn release(&self, exam: &ExamId, who: &Username) -> Result<bool, PortError>;
     async fn save_draft(&self, draft: &ReportRecord) -> Result<(), PortError>;
     async fn draft_of(&self, exam: &ExamId) -> Result<Option<ReportRecord>, PortError>;

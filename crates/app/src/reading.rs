@@ -109,6 +109,37 @@ impl Hub {
         self.exam_for_reader(who, exam_id).await
     }
 
+    /// "Give me the next one": a lease on the most urgent claimable exam of the caller's pools, or
+    /// `None` when nothing is waiting. Two readers (on any hub replica) never get the same exam.
+    pub async fn claim_next(&self, who: &Principal) -> Result<Option<ExamRecord>, AppError> {
+        require(who, Action::ReportExam)?;
+        let now = self.now();
+        let until = now.plus_secs(self.config.routing.lease_secs);
+        let Some(exam_id) = self
+            .catalog
+            .claim_next(&who.pools, &who.username, now, until)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let exam = self
+            .catalog
+            .exam(&exam_id)
+            .await?
+            .ok_or_else(|| crate::ports::PortError::Corrupt("claimed exam vanished".into()))?;
+        self.audit(
+            who,
+            "exam.claim",
+            "exam",
+            exam_id.as_str(),
+            Some(&exam.patient_key),
+            "ok",
+            "next",
+        )
+        .await?;
+        Ok(Some(exam))
+    }
+
     pub async fn release(&self, who: &Principal, exam_id: &ExamId) -> Result<(), AppError> {
         require(who, Action::ReportExam)?;
         let exam = self.exam_for_reader(who, exam_id).await?;

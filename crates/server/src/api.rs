@@ -114,6 +114,18 @@ pub async fn worklist(State(st): State<AppState>, Caller(who): Caller) -> ApiRes
     ))
 }
 
+/// `POST /api/v1/worklist/next`: a lease on the most urgent claimable exam; 204 when none waits.
+pub async fn claim_next(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    Ok(match st.hub.claim_next(&who).await? {
+        Some(e) => Json(exam_json(&st, &e)).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
 pub async fn exam(
     State(st): State<AppState>,
     Caller(who): Caller,

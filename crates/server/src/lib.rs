@@ -117,6 +117,7 @@ pub fn router(hub: Hub) -> Router {
     let api = Router::new()
         .route("/api/v1/me", get(api::me))
         .route("/api/v1/worklist", get(api::worklist))
+        .route("/api/v1/worklist/next", post(api::claim_next))
         .route("/api/v1/exams/{id}", get(api::exam))
         .route("/api/v1/exams/{id}/claim", post(api::claim))
         .route("/api/v1/exams/{id}/release", post(api::release))

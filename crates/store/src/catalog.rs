@@ -848,6 +848,46 @@ impl Catalog for SqlCatalog {
         Ok(r.rows_affected() == 1)
     }
 
+    async fn claim_next(
+        &self,
+        pools: &[PoolId],
+        who: &Username,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+    ) -> Result<Option<ExamId>, PortError> {
+        if pools.is_empty() {
+            return Ok(None);
+        }
+        // Placeholders $4.. are the pools; the SQL text holds only them and fixed clauses.
+        let list = (0..pools.len())
+            .map(|i| format!("${}", i + 4))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // PostgreSQL: the candidate row is locked and rows other replicas hold are skipped, so a busy
+        // queue never answers "empty" to a reader who lost a race. SQLite has a single writer.
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let text = sql!(
+            "UPDATE exams SET claimed_by = $1, lease_until = $2, updated_at = $3 \
+             WHERE exam_id = (SELECT exam_id FROM exams WHERE state = 'queued' \
+             AND (claimed_by IS NULL OR lease_until < $3) AND (pool_id IN ({list}) OR escalated_pool IN ({list})) \
+             ORDER BY priority_rank, due_at, exam_id LIMIT 1{lock}) \
+             AND state = 'queued' AND (claimed_by IS NULL OR lease_until < $3) RETURNING exam_id"
+        );
+        let mut q = sqlx::query_scalar::<_, String>(text)
+            .bind(who.as_str())
+            .bind(lease_until.0)
+            .bind(now.0);
+        for p in pools {
+            q = q.bind(p.as_str());
+        }
+        let id = q.fetch_optional(&self.pool).await.map_err(db)?;
+        id.map(|s| ExamId::new(s).map_err(|e| corrupt("exams.exam_id", e)))
+            .transpose()
+    }
+
     async fn release(&self, exam: &ExamId, who: &Username) -> Result<bool, PortError> {
         let r = sqlx::query("UPDATE exams SET claimed_by = NULL, lease_until = NULL WHERE exam_id = $1 AND state = 'queued' AND claimed_by = $2")
             .bind(exam.as_str())
