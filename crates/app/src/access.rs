@@ -26,6 +26,8 @@ pub enum Action {
     ViewReport,
     /// Read published public keys.
     ListKeys,
+    /// Hand a queued exam to another reader of its pool (a workflow action: no clinical data).
+    ReassignExam,
 }
 
 /// The matrix. Anything not listed is refused.
@@ -60,7 +62,7 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::ListKeys,
         ],
     ),
-    (Role::Admin, &[Action::ListKeys]),
+    (Role::Admin, &[Action::ListKeys, Action::ReassignExam]),
 ];
 
 pub fn allowed(role: Role, action: Action) -> bool {

@@ -440,6 +440,14 @@ pub trait Catalog: Send + Sync {
         lease_until: UnixMillis,
     ) -> Result<Option<ExamId>, PortError>;
     async fn release(&self, exam: &ExamId, who: &Username) -> Result<bool, PortError>;
+    /// Gives a queued exam's lease to `to`, whoever held it. False when the exam is not queued.
+    async fn reassign(
+        &self,
+        exam: &ExamId,
+        to: &Username,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+    ) -> Result<bool, PortError>;
     async fn save_draft(&self, draft: &ReportRecord) -> Result<(), PortError>;
     async fn draft_of(&self, exam: &ExamId) -> Result<Option<ReportRecord>, PortError>;
     /// One transaction: the exam (queued, claimed by `who`) becomes signed and the final report is

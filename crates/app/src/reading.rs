@@ -1,7 +1,7 @@
 //! Reading: a reader's worklist, claims (leases), drafts, and signing a final report.
 
 use serde_json::json;
-use yilian_domain::{ExamId, ExamState, ReportId, ReportStatus, Role};
+use yilian_domain::{ExamId, ExamState, ReportId, ReportStatus, Role, UnixMillis, Username};
 use yilian_signing::{
     ALGORITHM_ED25519, SignatureBlock, SignedDocument, canonicalize, format_time,
 };
@@ -138,6 +138,65 @@ impl Hub {
         )
         .await?;
         Ok(Some(exam))
+    }
+
+    /// An admin hands a queued exam to another reader of its pool (the holder went home, a harder case
+    /// needs a senior): the lease moves to `to` whoever held it. Returns the previous holder. Audited.
+    pub async fn reassign(
+        &self,
+        who: &Principal,
+        exam_id: &ExamId,
+        to: &str,
+    ) -> Result<(Option<Username>, UnixMillis), AppError> {
+        require(who, Action::ReassignExam)?;
+        let exam = self
+            .catalog
+            .exam(exam_id)
+            .await?
+            .ok_or(AppError::NotFound("exam"))?;
+        let target = self
+            .config
+            .user(to)
+            .filter(|u| u.role == Role::Reader && exam.visible_to(&u.pools))
+            .ok_or_else(|| {
+                AppError::Invalid(format!(
+                    "{to} is not a reader of pool {} (or of the pool it escalated to)",
+                    exam.pool
+                ))
+            })?;
+        if exam.state != ExamState::Queued {
+            return Err(AppError::conflict(
+                "exam_reported",
+                "the exam is already reported",
+            ));
+        }
+        let now = self.now();
+        let until = now.plus_secs(self.config.routing.lease_secs);
+        if !self
+            .catalog
+            .reassign(exam_id, &target.username, now, until)
+            .await?
+        {
+            return Err(AppError::conflict(
+                "exam_reported",
+                "the exam is already reported",
+            ));
+        }
+        self.audit(
+            who,
+            "exam.reassign",
+            "exam",
+            exam_id.as_str(),
+            Some(&exam.patient_key),
+            "ok",
+            format!(
+                "{} -> {}",
+                exam.claimed_by.as_ref().map(|u| u.as_str()).unwrap_or("-"),
+                target.username
+            ),
+        )
+        .await?;
+        Ok((exam.claimed_by, until))
     }
 
     pub async fn release(&self, who: &Principal, exam_id: &ExamId) -> Result<(), AppError> {

@@ -126,6 +126,28 @@ pub async fn claim_next(
     })
 }
 
+#[derive(Debug, Deserialize)]
+pub struct ReassignBody {
+    pub to: String,
+}
+
+/// `POST /api/v1/exams/{id}/reassign` (admin): the lease moves to another reader of the exam's pool.
+pub async fn reassign(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<ReassignBody>,
+) -> ApiResult {
+    let exam = exam_id(id)?;
+    let (previous, until) = st.hub.reassign(&who, &exam, &body.to).await?;
+    Ok(Json(json!({
+        "exam_id": exam.as_str(),
+        "claimed_by": body.to,
+        "previous_holder": previous.as_ref().map(|u| u.as_str()),
+        "lease_until": format_time(until.0),
+    })))
+}
+
 pub async fn exam(
     State(st): State<AppState>,
     Caller(who): Caller,

@@ -121,6 +121,7 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/v1/exams/{id}", get(api::exam))
         .route("/api/v1/exams/{id}/claim", post(api::claim))
         .route("/api/v1/exams/{id}/release", post(api::release))
+        .route("/api/v1/exams/{id}/reassign", post(api::reassign))
         .route(
             "/api/v1/exams/{id}/report",
             get(api::get_draft).put(api::save_draft),

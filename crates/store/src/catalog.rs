@@ -888,6 +888,26 @@ impl Catalog for SqlCatalog {
             .transpose()
     }
 
+    async fn reassign(
+        &self,
+        exam: &ExamId,
+        to: &Username,
+        now: UnixMillis,
+        lease_until: UnixMillis,
+    ) -> Result<bool, PortError> {
+        let r = sqlx::query(
+            "UPDATE exams SET claimed_by = $2, lease_until = $3, updated_at = $4 WHERE exam_id = $1 AND state = 'queued'",
+        )
+        .bind(exam.as_str())
+        .bind(to.as_str())
+        .bind(lease_until.0)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn release(&self, exam: &ExamId, who: &Username) -> Result<bool, PortError> {
         let r = sqlx::query("UPDATE exams SET claimed_by = NULL, lease_until = NULL WHERE exam_id = $1 AND state = 'queued' AND claimed_by = $2")
             .bind(exam.as_str())
