@@ -244,6 +244,27 @@ pub struct NewExam {
     pub kind: ExamKind,
     /// JSON array of the alerts that made the exam stat, if any.
     pub alerts: Option<String>,
+    /// Inserted with the exam (one transaction) when the exam is urgent.
+    pub notification: Option<Notification>,
+}
+
+/// A notice to a pool's readers that an exam needs them now (urgent routing, escalation). Carries no
+/// patient identifiers, so it may leave the hub by webhook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    /// A ULID: time-ordered, the polling cursor.
+    pub notification_id: String,
+    pub at: UnixMillis,
+    /// `exam.urgent` or `exam.escalated`.
+    pub kind: String,
+    pub exam_id: ExamId,
+    pub pool: PoolId,
+    pub priority: Priority,
+    pub due_at: UnixMillis,
+    pub message: String,
+    /// `none` (no webhook configured), `pending`, `sent` or `failed`.
+    pub webhook_state: String,
+    pub webhook_attempts: i64,
 }
 
 /// An exam with the study facts a worklist shows.
@@ -380,6 +401,7 @@ pub trait Catalog: Send + Sync {
         priority: Priority,
         due_at: UnixMillis,
         reason: &str,
+        notification: &Notification,
     ) -> Result<bool, PortError>;
     /// Queued exams past due, not escalated, with no live lease: escalation candidates, oldest due first.
     async fn overdue_exams(
@@ -395,7 +417,25 @@ pub trait Catalog: Send + Sync {
         to_pool: Option<&PoolId>,
         reason: &str,
         now: UnixMillis,
+        notification: &Notification,
     ) -> Result<bool, PortError>;
+
+    // --- notifications
+    /// Notifications for these pools after the cursor (oldest first).
+    async fn notifications_for(
+        &self,
+        pools: &[PoolId],
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Notification>, PortError>;
+    /// Notifications whose webhook delivery is pending, oldest first.
+    async fn pending_webhooks(&self, limit: i64) -> Result<Vec<Notification>, PortError>;
+    async fn set_webhook_state(
+        &self,
+        notification_id: &str,
+        state: &str,
+        attempts: i64,
+    ) -> Result<(), PortError>;
 
     // --- ECG
     async fn ecg_records_of_study(

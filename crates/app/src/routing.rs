@@ -1,6 +1,6 @@
 //! Routing: a complete study becomes one exam on a pool's worklist, as the policy decides.
 
-use yilian_domain::{ExamId, ExamKind, ExamState, StudyInstanceUid};
+use yilian_domain::{ExamId, ExamKind, ExamState, Priority, StudyInstanceUid};
 use yilian_policy::{EscalationFacts, RoutingFacts, escalate, route};
 
 use crate::access::{Action, Principal, require};
@@ -115,7 +115,18 @@ impl Hub {
                 let exam_id = ExamId::new(ulid::Ulid::new().to_string())
                     .map_err(|e| PortError::Corrupt(e.to_string()))?;
                 let modality = modalities.first().cloned().unwrap_or_else(|| "OT".into());
+                let notification = (decision.priority != Priority::Routine).then(|| {
+                    self.notification(
+                        "exam.urgent",
+                        &exam_id,
+                        &decision.pool,
+                        decision.priority,
+                        decision.due_at,
+                        decision.explanation.clone(),
+                    )
+                });
                 let exam = NewExam {
+                    notification,
                     kind: ExamKind::of_modality(&modality),
                     alerts: (!alerts.is_empty())
                         .then(|| serde_json::Value::from(alerts.clone()).to_string()),
@@ -193,8 +204,16 @@ impl Hub {
             priority.as_str(),
             (due_at.0 - now.0).max(0) / 60_000
         );
+        let notification = self.notification(
+            "exam.urgent",
+            &exam.exam_id,
+            &exam.pool,
+            priority,
+            due_at,
+            format!("flagged urgent by the site: {}", reason.trim()),
+        );
         self.catalog
-            .raise_exam(&exam.exam_id, priority, due_at, &note)
+            .raise_exam(&exam.exam_id, priority, due_at, &note, &notification)
             .await?;
         Ok(())
     }
@@ -216,6 +235,14 @@ impl Hub {
             let Some(e) = escalate(&facts, &rules, now) else {
                 continue;
             };
+            let notification = self.notification(
+                "exam.escalated",
+                &exam.exam_id,
+                e.to_pool.as_ref().unwrap_or(&exam.pool),
+                e.priority,
+                exam.due_at,
+                e.explanation.clone(),
+            );
             if self
                 .catalog
                 .escalate_exam(
@@ -224,6 +251,7 @@ impl Hub {
                     e.to_pool.as_ref(),
                     &e.explanation,
                     now,
+                    &notification,
                 )
                 .await?
             {

@@ -57,6 +57,22 @@ pub struct Config {
     pub recognition: RecognitionRules,
     #[serde(default)]
     pub dicom: DicomConfig,
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+}
+
+/// Notifications of urgent and escalated exams (`[notifications]`): always kept for readers to poll;
+/// also POSTed to a webhook when one is set.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// `http://…` endpoint that receives each notification as JSON (no patient identifiers).
+    pub webhook_url: Option<String>,
+    /// A file whose content keys an HMAC-SHA256 of each body (`X-Yilian-Signature: sha256=<hex>`).
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Read from `webhook_secret_file` at load; never in the TOML.
+    #[serde(skip)]
+    pub webhook_secret: Option<String>,
 }
 
 /// The DIMSE listener and the DICOM nodes (modalities, PACS) allowed to associate.
@@ -361,10 +377,25 @@ impl Config {
             })?;
             self.alliance.patient_key_secret = Some(secret.trim().to_string());
         }
+        if let Some(path) = &self.notifications.webhook_secret_file {
+            let secret = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            self.notifications.webhook_secret = Some(secret.trim().to_string());
+        }
         self.validate()
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.notifications.webhook_url
+            && !url.starts_with("http://")
+        {
+            return Err(invalid(
+                "notifications.webhook_url",
+                "only http:// webhooks are supported in this version (put a TLS proxy in front)",
+            ));
+        }
         match &self.alliance.patient_key_secret {
             Some(s) if s.len() >= 16 => {}
             _ => {

@@ -148,6 +148,41 @@ pub async fn reassign(
     })))
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct NotificationsQuery {
+    /// The last `notification_id` the caller has seen.
+    pub after: Option<String>,
+}
+
+/// The JSON of a notification, for readers and for the webhook alike (no patient identifiers).
+pub(crate) fn notification_json(alliance: &str, n: &yilian_app::ports::Notification) -> Value {
+    json!({
+        "notification_id": n.notification_id,
+        "alliance": alliance,
+        "at": format_time(n.at.0),
+        "kind": n.kind,
+        "exam_id": n.exam_id.as_str(),
+        "pool_id": n.pool.as_str(),
+        "priority": n.priority.as_str(),
+        "due_at": format_time(n.due_at.0),
+        "message": n.message,
+    })
+}
+
+/// `GET /api/v1/notifications?after=…`: urgent and escalated exams of the caller's pools.
+pub async fn notifications(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Query(q): Query<NotificationsQuery>,
+) -> ApiResult {
+    let items = st.hub.notifications(&who, q.after.as_deref()).await?;
+    let alliance = st.hub.config.alliance.id.clone();
+    Ok(Json(json!({
+        "items": items.iter().map(|n| notification_json(&alliance, n)).collect::<Vec<_>>(),
+        "last": items.last().map(|n| n.notification_id.clone()),
+    })))
+}
+
 pub async fn exam(
     State(st): State<AppState>,
     Caller(who): Caller,

@@ -118,6 +118,7 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/v1/me", get(api::me))
         .route("/api/v1/worklist", get(api::worklist))
         .route("/api/v1/worklist/next", post(api::claim_next))
+        .route("/api/v1/notifications", get(api::notifications))
         .route("/api/v1/exams/{id}", get(api::exam))
         .route("/api/v1/exams/{id}/claim", post(api::claim))
         .route("/api/v1/exams/{id}/release", post(api::release))
@@ -202,6 +203,54 @@ pub fn spawn_background(hub: Hub) -> tokio::task::JoinHandle<()> {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "escalation sweep failed"),
             }
+            if let Err(e) = deliver_webhooks(&hub).await {
+                tracing::warn!(error = %e, "webhook delivery failed");
+            }
         }
     })
+}
+
+/// Sends pending notifications to `notifications.webhook_url`: JSON, signed with
+/// `X-Yilian-Signature: sha256=<hex HMAC-SHA256 of the body>` when a secret is set. A 2xx answer marks
+/// the notification sent; anything else is retried on the next sweep, up to
+/// `yilian_app::notify::MAX_WEBHOOK_ATTEMPTS`. Returns how many were sent.
+pub async fn deliver_webhooks(hub: &Hub) -> Result<usize, yilian_app::PortError> {
+    use hmac::{KeyInit, Mac};
+    let Some(url) = hub.config.notifications.webhook_url.clone() else {
+        return Ok(0);
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| yilian_app::PortError::Unavailable(format!("webhook client: {e}")))?;
+    let mut sent = 0;
+    for n in hub.pending_webhooks(50).await? {
+        let body = api::notification_json(&hub.config.alliance.id, &n).to_string();
+        let mut req = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(secret) = &hub.config.notifications.webhook_secret
+            && let Ok(mut mac) =
+                <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        {
+            mac.update(body.as_bytes());
+            req = req.header(
+                "x-yilian-signature",
+                format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+            );
+        }
+        let ok = match req.send().await {
+            Ok(r) => r.status().is_success(),
+            Err(e) => {
+                tracing::warn!(error = %e, notification = %n.notification_id, "webhook not delivered");
+                false
+            }
+        };
+        hub.webhook_attempted(&n, ok).await?;
+        if ok {
+            sent += 1;
+        }
+    }
+    Ok(sent)
 }

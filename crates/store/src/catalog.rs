@@ -259,6 +259,48 @@ fn exam_row(r: &AnyRow) -> Result<ExamRecord, PortError> {
     })
 }
 
+const NOTIFICATION_COLS: &str = "notification_id, at, kind, exam_id, pool_id, priority, due_at, message, webhook_state, webhook_attempts";
+
+async fn insert_notification<'e, E>(exec: E, n: &Notification) -> Result<(), PortError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(sql!(
+        "INSERT INTO notifications ({NOTIFICATION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
+    .bind(&n.notification_id)
+    .bind(n.at.0)
+    .bind(&n.kind)
+    .bind(n.exam_id.as_str())
+    .bind(n.pool.as_str())
+    .bind(n.priority.as_str())
+    .bind(n.due_at.0)
+    .bind(&n.message)
+    .bind(&n.webhook_state)
+    .bind(n.webhook_attempts)
+    .execute(exec)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+fn notification_row(r: &AnyRow) -> Result<Notification, PortError> {
+    let priority: String = get(r, "priority")?;
+    Ok(Notification {
+        notification_id: get(r, "notification_id")?,
+        at: UnixMillis(get(r, "at")?),
+        kind: get(r, "kind")?,
+        exam_id: uid(r, "exam_id", ExamId::new)?,
+        pool: uid(r, "pool_id", PoolId::new)?,
+        priority: Priority::parse(&priority)
+            .ok_or_else(|| corrupt("notifications.priority", &priority))?,
+        due_at: UnixMillis(get(r, "due_at")?),
+        message: get(r, "message")?,
+        webhook_state: get(r, "webhook_state")?,
+        webhook_attempts: get(r, "webhook_attempts")?,
+    })
+}
+
 const ECG_COLS: &str = "sop_instance_uid, study_uid, patient_key, site_id, acquired_at, received_at, source_format, source_blob_key, \
                         source_sha256, sample_rate_hz, samples_per_lead, leads, heart_rate_bpm, alerts, summary";
 
@@ -652,6 +694,9 @@ impl Catalog for SqlCatalog {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        if let Some(n) = &e.notification {
+            insert_notification(&mut *tx, n).await?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(true)
     }
@@ -671,7 +716,9 @@ impl Catalog for SqlCatalog {
         priority: Priority,
         due_at: UnixMillis,
         reason: &str,
+        notification: &Notification,
     ) -> Result<bool, PortError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let r = sqlx::query(
             "UPDATE exams SET priority = $2, priority_rank = $3, due_at = $4, route_reason = route_reason || $5 \
              WHERE exam_id = $1 AND state = 'queued'",
@@ -681,10 +728,16 @@ impl Catalog for SqlCatalog {
         .bind(priority.rank())
         .bind(due_at.0)
         .bind(reason)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        insert_notification(&mut *tx, notification).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 
     async fn overdue_exams(
@@ -712,7 +765,9 @@ impl Catalog for SqlCatalog {
         to_pool: Option<&PoolId>,
         reason: &str,
         now: UnixMillis,
+        notification: &Notification,
     ) -> Result<bool, PortError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let r = sqlx::query(
             "UPDATE exams SET priority = $2, priority_rank = $3, escalated_pool = $4, escalated_at = $5, escalation_reason = $6, \
              updated_at = $5 WHERE exam_id = $1 AND state = 'queued' AND escalated_at IS NULL",
@@ -723,10 +778,68 @@ impl Catalog for SqlCatalog {
         .bind(to_pool.map(|p| p.as_str()))
         .bind(now.0)
         .bind(reason)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        insert_notification(&mut *tx, notification).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn notifications_for(
+        &self,
+        pools: &[PoolId],
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Notification>, PortError> {
+        if pools.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = (0..pools.len())
+            .map(|i| format!("${}", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = sql!(
+            "SELECT {NOTIFICATION_COLS} FROM notifications WHERE notification_id > $1 AND pool_id IN ({list}) \
+             ORDER BY notification_id LIMIT $2"
+        );
+        let mut q = sqlx::query(text).bind(after.unwrap_or("")).bind(limit);
+        for p in pools {
+            q = q.bind(p.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter().map(notification_row).collect()
+    }
+
+    async fn pending_webhooks(&self, limit: i64) -> Result<Vec<Notification>, PortError> {
+        let rows = sqlx::query(sql!(
+            "SELECT {NOTIFICATION_COLS} FROM notifications WHERE webhook_state = 'pending' ORDER BY notification_id LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(notification_row).collect()
+    }
+
+    async fn set_webhook_state(
+        &self,
+        notification_id: &str,
+        state: &str,
+        attempts: i64,
+    ) -> Result<(), PortError> {
+        sqlx::query("UPDATE notifications SET webhook_state = $2, webhook_attempts = $3 WHERE notification_id = $1")
+            .bind(notification_id)
+            .bind(state)
+            .bind(attempts)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn ecg_records_of_study(
