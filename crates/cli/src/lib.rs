@@ -1,6 +1,8 @@
 //! The composition root: turns a [`Config`] into a running [`Hub`] with its real adapters (SQL catalog,
 //! blob store, key vault, wall clock). The binary and the end-to-end tests both build the hub here.
 
+pub mod simulate;
+
 use std::sync::Arc;
 
 use anyhow::Context;

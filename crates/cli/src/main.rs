@@ -42,6 +42,13 @@ enum Command {
         #[arg(long)]
         keys: PathBuf,
     },
+    /// Replay one synthetic county day (ECG and imaging arrivals, readers on shifts) through the real
+    /// hub under a virtual clock, with the hub's priority order and with first-in-first-out, and print
+    /// SLA compliance and turnaround per priority.
+    Simulate {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Write the synthetic DICOM fixtures and their manifest into a folder (`fixtures DIR`), or the
     /// mixed-SOP-class test corpus (`fixtures corpus DIR`; scripts/make-corpus adds its variants).
     #[command(args_conflicts_with_subcommands = true)]
@@ -103,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
             init_tracing();
             run(Config::demo()?, true).await
         }
+        Command::Simulate { seed } => yilian::simulate::simulate(seed).await,
         Command::Serve { config } => {
             init_tracing();
             run(Config::load(&config)?, false).await
