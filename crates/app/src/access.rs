@@ -26,6 +26,9 @@ pub enum Action {
     ViewReport,
     /// Read published public keys.
     ListKeys,
+    /// Read hub-wide aggregates (turnaround, SLA breaches, worklist depth, `/metrics`): counts and
+    /// durations only, never patient data.
+    ViewMetrics,
 }
 
 /// The matrix. Anything not listed is refused.
@@ -60,7 +63,7 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::ListKeys,
         ],
     ),
-    (Role::Admin, &[Action::ListKeys]),
+    (Role::Admin, &[Action::ListKeys, Action::ViewMetrics]),
 ];
 
 pub fn allowed(role: Role, action: Action) -> bool {
@@ -95,6 +98,11 @@ mod tests {
         assert!(allowed(Role::Clinician, Action::LookupResults));
         assert!(!allowed(Role::Clinician, Action::ReportExam));
         assert!(!allowed(Role::Clinician, Action::UploadStudy));
+        // Aggregates are the admin's view of the service; the clinical roles do not get them.
+        assert!(allowed(Role::Admin, Action::ViewMetrics));
+        for r in [Role::SiteTech, Role::Reader, Role::Clinician] {
+            assert!(!allowed(r, Action::ViewMetrics), "{r:?}");
+        }
         // Admins manage configuration; clinical data only through break-glass (not in this version).
         for a in [
             Action::ViewStudy,
