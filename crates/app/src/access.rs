@@ -28,6 +28,9 @@ pub enum Action {
     ListKeys,
     /// Hand a queued exam to another reader of its pool (a workflow action: no clinical data).
     ReassignExam,
+    /// Read hub-wide aggregates (turnaround, SLA breaches, worklist depth, `/metrics`): counts and
+    /// durations only, never patient data.
+    ViewMetrics,
 }
 
 /// The matrix. Anything not listed is refused.
@@ -62,7 +65,10 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::ListKeys,
         ],
     ),
-    (Role::Admin, &[Action::ListKeys, Action::ReassignExam]),
+    (
+        Role::Admin,
+        &[Action::ListKeys, Action::ReassignExam, Action::ViewMetrics],
+    ),
 ];
 
 pub fn allowed(role: Role, action: Action) -> bool {
@@ -97,6 +103,11 @@ mod tests {
         assert!(allowed(Role::Clinician, Action::LookupResults));
         assert!(!allowed(Role::Clinician, Action::ReportExam));
         assert!(!allowed(Role::Clinician, Action::UploadStudy));
+        // Aggregates are the admin's view of the service; the clinical roles do not get them.
+        assert!(allowed(Role::Admin, Action::ViewMetrics));
+        for r in [Role::SiteTech, Role::Reader, Role::Clinician] {
+            assert!(!allowed(r, Action::ViewMetrics), "{r:?}");
+        }
         // Admins manage configuration; clinical data only through break-glass (not in this version).
         for a in [
             Action::ViewStudy,

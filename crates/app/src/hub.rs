@@ -11,6 +11,7 @@ use yilian_domain::{LocalPatientId, PatientKey, ResidentId, UnixMillis, Username
 use yilian_signing::{ALGORITHM_ED25519, PublicKeyRecord, format_time};
 
 use crate::access::Principal;
+use crate::metrics::HubCounters;
 use crate::ports::{AuditEvent, Blobs, Catalog, Clock, KeyVault, PortError, VaultKey};
 use crate::render_cache::RenderCache;
 
@@ -38,6 +39,8 @@ pub struct Hub {
     pub clock: Arc<dyn Clock>,
     /// Rendered frames and thumbnails, sized by `server.render_cache_bytes`.
     pub render_cache: Arc<RenderCache>,
+    /// This process's ingest and look-up counters (`/metrics`).
+    pub counters: Arc<HubCounters>,
 }
 
 impl Hub {
@@ -50,6 +53,7 @@ impl Hub {
     ) -> Self {
         Hub {
             render_cache: Arc::new(RenderCache::new(config.server.render_cache_bytes)),
+            counters: Arc::new(HubCounters::default()),
             config,
             catalog,
             blobs,

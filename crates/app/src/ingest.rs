@@ -299,10 +299,13 @@ impl Hub {
         // A blob written for an insert that then loses a race is complete and content-addressed; it is
         // either shared with the winner (same bytes) or unreferenced (see ARCHITECTURE.md, durability).
         match self.catalog.insert_instance(&new).await.map_err(backend)? {
-            InsertOutcome::Inserted => Ok(Stored {
-                audited: true,
-                ..stored
-            }),
+            InsertOutcome::Inserted => {
+                self.counters.record_ingest(size);
+                Ok(Stored {
+                    audited: true,
+                    ..stored
+                })
+            }
             InsertOutcome::SameBytes => Ok(Stored {
                 duplicate: true,
                 ..stored

@@ -7,6 +7,7 @@ pub mod ecg;
 pub mod error;
 pub mod hub;
 pub mod ingest;
+pub mod metrics;
 pub mod notify;
 pub mod ports;
 pub mod reading;

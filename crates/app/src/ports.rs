@@ -327,6 +327,42 @@ pub struct ReportRecord {
     pub document: Option<String>,
 }
 
+/// One exam's turnaround as the catalog records it. No patient data: aggregates are built from these
+/// for admins, who see no patient data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnaroundRow {
+    pub pool: PoolId,
+    /// The exam's priority now (after any raise or escalation).
+    pub priority: Priority,
+    /// `studies.first_received_at`: the study's first instance arrived.
+    pub received_at: UnixMillis,
+    /// `exams.created_at`: the study was routed to the pool.
+    pub routed_at: UnixMillis,
+    /// The first lease anyone took; renewals and later claims keep it.
+    pub first_claimed_at: Option<UnixMillis>,
+    pub signed_at: Option<UnixMillis>,
+    /// The final report became visible to the alliance (today the same moment as signing).
+    pub published_at: Option<UnixMillis>,
+    pub due_at: UnixMillis,
+    /// Signed after `due_at` (set in the signing transaction).
+    pub signed_late: bool,
+}
+
+/// One pool's SLA and turnaround totals over every exam it ever had, for `/metrics`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolTurnaround {
+    pub pool: PoolId,
+    /// Exams signed after due, plus queued exams already past due.
+    pub sla_breaches: u64,
+    /// Signed exams (the histogram's count).
+    pub signed: u64,
+    /// Sum of received → signed over signed exams, in milliseconds.
+    pub received_to_signed_sum_ms: i64,
+    /// For each bound asked for, the signed exams whose received → signed took at most that long
+    /// (cumulative, as a Prometheus histogram counts).
+    pub received_to_signed_le: Vec<u64>,
+}
+
 /// An audit record: who did what to which resource, and whether it was allowed.
 #[derive(Clone, Debug)]
 pub struct AuditEvent {
@@ -462,6 +498,7 @@ pub trait Catalog: Send + Sync {
     ) -> Result<Option<ExamRecord>, PortError>;
     /// Takes or renews the lease when the exam is queued and unclaimed, claimed by `who`, or its lease
     /// lapsed. Atomic in the database: two readers never both succeed.
+    /// The first successful claim also records `first_claimed_at` (same statement).
     async fn try_claim(
         &self,
         exam: &ExamId,
@@ -492,12 +529,32 @@ pub trait Catalog: Send + Sync {
     async fn draft_of(&self, exam: &ExamId) -> Result<Option<ReportRecord>, PortError>;
     /// One transaction: the exam (queued, claimed by `who`) becomes signed and the final report is
     /// stored; the draft goes. False when the exam was not in that state.
+    /// The exam's `signed_at`, `published_at` and `sla_breached` (signed after `due_at`) are written
+    /// by the same UPDATE that marks it signed.
     async fn finalize_report(
         &self,
         report: &ReportRecord,
         who: &Username,
         now: UnixMillis,
     ) -> Result<bool, PortError>;
+
+    // --- turnaround and metrics (aggregates only, never patient data)
+    /// Turnaround of the exams routed in `[from, to)`, oldest first, at most `limit` rows.
+    async fn turnaround_rows(
+        &self,
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<TurnaroundRow>, PortError>;
+    /// Queued exams counted by their own pool (not the pool they escalated to) and priority.
+    async fn worklist_depth(&self) -> Result<Vec<(PoolId, Priority, u64)>, PortError>;
+    /// Per pool with any exam: SLA breaches as of `now` and the received → signed histogram with
+    /// these upper bounds (milliseconds, ascending). One aggregate query.
+    async fn pool_turnaround(
+        &self,
+        now: UnixMillis,
+        bounds_ms: &[i64],
+    ) -> Result<Vec<PoolTurnaround>, PortError>;
 
     // --- results
     async fn report(&self, report: &ReportId) -> Result<Option<ReportRecord>, PortError>;

@@ -272,6 +272,7 @@ impl Hub {
             format!("purpose={purpose}; {} results", out.len()),
         )
         .await?;
+        self.counters.record_lookup();
         Ok(out)
     }
 

@@ -8,6 +8,7 @@ mod dicomweb;
 pub mod dimse;
 mod ecg;
 mod error;
+mod metrics;
 pub mod openapi;
 mod wado;
 
@@ -137,6 +138,8 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/v1/reports/{id}", get(api::report))
         .route("/api/v1/reports/{id}/verify", get(api::verify))
         .route("/api/v1/keys", get(api::keys))
+        .route("/api/v1/admin/turnaround", get(metrics::turnaround))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/exams/{id}/ecg", get(ecg::view))
         .route("/api/v1/exams/{id}/ecg/rendered", get(ecg::rendered))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));

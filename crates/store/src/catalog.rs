@@ -167,6 +167,11 @@ fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
     row.try_get(col).map_err(db)
 }
 
+/// A COUNT or SUM of flags as a count (they are never negative).
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
 const STUDY_COLS: &str = "study_uid, site_id, patient_key, issuer, patient_id, patient_name, study_date, accession_number, description, \
                           state, urgent, urgent_reason, first_received_at, last_received_at";
 
@@ -948,7 +953,7 @@ impl Catalog for SqlCatalog {
         lease_until: UnixMillis,
     ) -> Result<bool, PortError> {
         let r = sqlx::query(
-            "UPDATE exams SET claimed_by = $2, lease_until = $3, updated_at = $4 \
+            "UPDATE exams SET claimed_by = $2, lease_until = $3, updated_at = $4, first_claimed_at = COALESCE(first_claimed_at, $4) \
              WHERE exam_id = $1 AND state = 'queued' AND (claimed_by IS NULL OR claimed_by = $2 OR lease_until < $4)",
         )
         .bind(exam.as_str())
@@ -983,7 +988,7 @@ impl Catalog for SqlCatalog {
             Backend::Sqlite => "",
         };
         let text = sql!(
-            "UPDATE exams SET claimed_by = $1, lease_until = $2, updated_at = $3 \
+            "UPDATE exams SET claimed_by = $1, lease_until = $2, updated_at = $3, first_claimed_at = COALESCE(first_claimed_at, $3) \
              WHERE exam_id = (SELECT exam_id FROM exams WHERE state = 'queued' \
              AND (claimed_by IS NULL OR lease_until < $3) AND (pool_id IN ({list}) OR escalated_pool IN ({list})) \
              ORDER BY priority_rank, due_at, exam_id LIMIT 1{lock}) \
@@ -1069,7 +1074,8 @@ impl Catalog for SqlCatalog {
     ) -> Result<bool, PortError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let updated = sqlx::query(
-            "UPDATE exams SET state = 'signed', claimed_by = NULL, lease_until = NULL, updated_at = $3 \
+            "UPDATE exams SET state = 'signed', claimed_by = NULL, lease_until = NULL, updated_at = $3, signed_at = $3, \
+             published_at = $3, sla_breached = CASE WHEN $3 > due_at THEN 1 ELSE 0 END \
              WHERE exam_id = $1 AND state = 'queued' AND claimed_by = $2",
         )
         .bind(r.exam_id.as_str())
@@ -1108,6 +1114,106 @@ impl Catalog for SqlCatalog {
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(true)
+    }
+
+    async fn turnaround_rows(
+        &self,
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<TurnaroundRow>, PortError> {
+        let rows = sqlx::query(
+            "SELECT e.pool_id, e.priority, s.first_received_at, e.created_at, e.first_claimed_at, e.signed_at, \
+             e.published_at, e.due_at, e.sla_breached FROM exams e JOIN studies s ON s.study_uid = e.study_uid \
+             WHERE e.created_at >= $1 AND e.created_at < $2 ORDER BY e.created_at, e.exam_id LIMIT $3",
+        )
+        .bind(from.0)
+        .bind(to.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let priority: String = get(r, "priority")?;
+                Ok(TurnaroundRow {
+                    pool: uid(r, "pool_id", PoolId::new)?,
+                    priority: Priority::parse(&priority)
+                        .ok_or_else(|| corrupt("exams.priority", &priority))?,
+                    received_at: UnixMillis(get(r, "first_received_at")?),
+                    routed_at: UnixMillis(get(r, "created_at")?),
+                    first_claimed_at: get::<Option<i64>>(r, "first_claimed_at")?.map(UnixMillis),
+                    signed_at: get::<Option<i64>>(r, "signed_at")?.map(UnixMillis),
+                    published_at: get::<Option<i64>>(r, "published_at")?.map(UnixMillis),
+                    due_at: UnixMillis(get(r, "due_at")?),
+                    signed_late: get::<i64>(r, "sla_breached")? != 0,
+                })
+            })
+            .collect()
+    }
+
+    async fn worklist_depth(&self) -> Result<Vec<(PoolId, Priority, u64)>, PortError> {
+        let rows = sqlx::query(
+            "SELECT pool_id, priority, COUNT(*) AS n FROM exams WHERE state = 'queued' \
+             GROUP BY pool_id, priority ORDER BY pool_id, priority",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let priority: String = get(r, "priority")?;
+                Ok((
+                    uid(r, "pool_id", PoolId::new)?,
+                    Priority::parse(&priority)
+                        .ok_or_else(|| corrupt("exams.priority", &priority))?,
+                    count(get(r, "n")?),
+                ))
+            })
+            .collect()
+    }
+
+    async fn pool_turnaround(
+        &self,
+        now: UnixMillis,
+        bounds_ms: &[i64],
+    ) -> Result<Vec<PoolTurnaround>, PortError> {
+        // PostgreSQL sums BIGINT as NUMERIC, which the Any driver cannot decode: every sum is cast
+        // back. The bounds are placeholders $2.. and the text holds only fixed clauses.
+        let took = "e.signed_at - s.first_received_at";
+        let buckets: String = (0..bounds_ms.len())
+            .map(|i| {
+                format!(
+                    ", CAST(SUM(CASE WHEN e.signed_at IS NOT NULL AND {took} <= ${} THEN 1 ELSE 0 END) AS BIGINT) AS le{i}",
+                    i + 2
+                )
+            })
+            .collect();
+        let text = sql!(
+            "SELECT e.pool_id, \
+             CAST(SUM(CASE WHEN e.sla_breached = 1 OR (e.state = 'queued' AND e.due_at < $1) THEN 1 ELSE 0 END) AS BIGINT) AS breaches, \
+             CAST(SUM(CASE WHEN e.signed_at IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS signed, \
+             CAST(SUM(CASE WHEN e.signed_at IS NOT NULL THEN {took} ELSE 0 END) AS BIGINT) AS took_ms{buckets} \
+             FROM exams e JOIN studies s ON s.study_uid = e.study_uid GROUP BY e.pool_id ORDER BY e.pool_id"
+        );
+        let mut q = sqlx::query(text).bind(now.0);
+        for b in bounds_ms {
+            q = q.bind(*b);
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(PoolTurnaround {
+                    pool: uid(r, "pool_id", PoolId::new)?,
+                    sla_breaches: count(get(r, "breaches")?),
+                    signed: count(get(r, "signed")?),
+                    received_to_signed_sum_ms: get(r, "took_ms")?,
+                    received_to_signed_le: (0..bounds_ms.len())
+                        .map(|i| get(r, &format!("le{i}")).map(count))
+                        .collect::<Result<_, _>>()?,
+                })
+            })
+            .collect()
     }
 
     async fn report(&self, report: &ReportId) -> Result<Option<ReportRecord>, PortError> {
@@ -1293,6 +1399,53 @@ impl Catalog for SqlCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Exams signed before version 5 get their turnaround from their final report and first claim.
+    #[tokio::test]
+    async fn the_turnaround_migration_fills_exams_read_before_it() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/c.db?mode=rwc", dir.path().display());
+        let pool = AnyPool::connect(&url).await.unwrap();
+        for m in MIGRATOR.iter().filter(|m| m.version < 5) {
+            pool.execute(sqlx::raw_sql(m.sql.clone())).await.unwrap();
+        }
+        pool.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(
+            "INSERT INTO patients VALUES ('pk', 0);
+             INSERT INTO studies (study_uid, site_id, patient_key, issuer, patient_id, state, first_received_at, last_received_at)
+               VALUES ('2.25.1', 's', 'pk', 'HX', 'p1', 'routed', 0, 0), ('2.25.2', 's', 'pk', 'HX', 'p1', 'routed', 0, 0),
+                      ('2.25.3', 's', 'pk', 'HX', 'p1', 'routed', 0, 0);
+             INSERT INTO exams (exam_id, study_uid, site_id, patient_key, kind, modality, pool_id, priority, priority_rank, due_at,
+                                route_rule, route_reason, state, created_at, updated_at)
+               VALUES ('late', '2.25.1', 's', 'pk', 'imaging', 'CT', 'p', 'routine', 2, 1000, 'r', 'r', 'signed', 10, 10),
+                      ('ontime', '2.25.2', 's', 'pk', 'imaging', 'CT', 'p', 'routine', 2, 1000, 'r', 'r', 'signed', 10, 10),
+                      ('queued', '2.25.3', 's', 'pk', 'imaging', 'CT', 'p', 'routine', 2, 1000, 'r', 'r', 'queued', 10, 10);
+             INSERT INTO reports (report_id, exam_id, version, status, findings, impression, author, created_at, updated_at, signed_at)
+               VALUES ('r1', 'late', 1, 'final', 'f', 'i', 'a', 0, 0, 1500), ('r2', 'ontime', 1, 'final', 'f', 'i', 'a', 0, 0, 900);
+             INSERT INTO audit_events (event_id, at, actor, action, resource_type, resource_id, outcome, detail)
+               VALUES ('e1', 300, 'a', 'exam.claim', 'exam', 'late', 'ok', ''), ('e2', 200, 'b', 'exam.claim', 'exam', 'late', 'ok', ''),
+                      ('e3', 400, 'a', 'report.sign', 'report', 'ontime', 'ok', ''), ('e4', 50, 'a', 'exam.claim', 'exam', 'queued', 'ok', '');",
+        )))
+        .await
+        .unwrap();
+        let v5 = MIGRATOR.iter().find(|m| m.version == 5).unwrap();
+        pool.execute(sqlx::raw_sql(v5.sql.clone())).await.unwrap();
+        type Turnaround = (String, Option<i64>, Option<i64>, Option<i64>, i64);
+        let rows: Vec<Turnaround> = sqlx::query_as(
+            "SELECT exam_id, first_claimed_at, signed_at, published_at, sla_breached FROM exams ORDER BY exam_id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                ("late".into(), Some(200), Some(1500), Some(1500), 1),
+                ("ontime".into(), None, Some(900), Some(900), 0),
+                ("queued".into(), Some(50), None, None, 0),
+            ]
+        );
+    }
 
     #[test]
     fn sqlite_paths_and_redaction() {
