@@ -26,6 +26,8 @@ pub enum Action {
     ViewReport,
     /// Read published public keys.
     ListKeys,
+    /// Reload the routing rules from the configuration file.
+    ManageRouting,
 }
 
 /// The matrix. Anything not listed is refused.
@@ -60,7 +62,7 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::ListKeys,
         ],
     ),
-    (Role::Admin, &[Action::ListKeys]),
+    (Role::Admin, &[Action::ListKeys, Action::ManageRouting]),
 ];
 
 pub fn allowed(role: Role, action: Action) -> bool {
@@ -95,6 +97,10 @@ mod tests {
         assert!(allowed(Role::Clinician, Action::LookupResults));
         assert!(!allowed(Role::Clinician, Action::ReportExam));
         assert!(!allowed(Role::Clinician, Action::UploadStudy));
+        assert!(allowed(Role::Admin, Action::ManageRouting));
+        for role in [Role::SiteTech, Role::Reader, Role::Clinician] {
+            assert!(!allowed(role, Action::ManageRouting), "{role:?}");
+        }
         // Admins manage configuration; clinical data only through break-glass (not in this version).
         for a in [
             Action::ViewStudy,

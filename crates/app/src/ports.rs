@@ -226,6 +226,8 @@ pub struct SeriesRecord {
     pub modality: Option<String>,
     pub series_number: Option<i64>,
     pub description: Option<String>,
+    /// DICOM Body Part Examined, as stored.
+    pub body_part: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -244,6 +246,8 @@ pub struct NewExam {
     pub kind: ExamKind,
     /// JSON array of the alerts that made the exam stat, if any.
     pub alerts: Option<String>,
+    /// The routing rule requires a senior (second) review of the report.
+    pub review: bool,
 }
 
 /// An exam with the study facts a worklist shows.
@@ -274,6 +278,10 @@ pub struct ExamRecord {
     pub escalated_pool: Option<PoolId>,
     pub escalated_at: Option<UnixMillis>,
     pub escalation_reason: Option<String>,
+    /// The routing rule requires a senior (second) review of the report.
+    pub review: bool,
+    /// When the next escalation step falls due (the rule's `escalate_to` after its `fallback_pool`).
+    pub escalate_next_at: Option<UnixMillis>,
 }
 
 impl ExamRecord {
@@ -354,6 +362,12 @@ pub trait Catalog: Send + Sync {
         issuer: &str,
         patient_id: &str,
     ) -> Result<Option<PatientKey>, PortError>;
+    /// Patient's Birth Date (DICOM DA text) last recorded for this identifier, if any.
+    async fn patient_birth_date(
+        &self,
+        issuer: &str,
+        patient_id: &str,
+    ) -> Result<Option<String>, PortError>;
 
     // --- routing
     /// Receiving → complete (with the uploader's urgency). False when the study is not receiving.
@@ -381,18 +395,30 @@ pub trait Catalog: Send + Sync {
         due_at: UnixMillis,
         reason: &str,
     ) -> Result<bool, PortError>;
-    /// Queued exams past due, not escalated, with no live lease: escalation candidates, oldest due first.
+    /// Queued exams with no live lease that are past due and not escalated, or whose next escalation
+    /// step is due: escalation candidates, oldest due first.
     async fn overdue_exams(
         &self,
         now: UnixMillis,
         limit: i64,
     ) -> Result<Vec<ExamRecord>, PortError>;
-    /// Escalates once (conditional on not escalated and still queued). False when it was not.
+    /// Escalates once (conditional on not escalated and still queued), recording when the next step
+    /// falls due, if there is one. False when it was not.
     async fn escalate_exam(
         &self,
         exam: &ExamId,
         priority: Priority,
         to_pool: Option<&PoolId>,
+        reason: &str,
+        now: UnixMillis,
+        next_step_at: Option<UnixMillis>,
+    ) -> Result<bool, PortError>;
+    /// The next escalation step (conditional on one being due and the exam still queued): the exam
+    /// moves to `to_pool`'s worklist as its escalation pool, the reason is appended. False when not.
+    async fn escalate_exam_further(
+        &self,
+        exam: &ExamId,
+        to_pool: &PoolId,
         reason: &str,
         now: UnixMillis,
     ) -> Result<bool, PortError>;
