@@ -31,6 +31,8 @@ pub enum Action {
     /// Read hub-wide aggregates (turnaround, SLA breaches, worklist depth, `/metrics`): counts and
     /// durations only, never patient data.
     ViewMetrics,
+    /// Reload the routing rules from the configuration file.
+    ManageRouting,
 }
 
 /// The matrix. Anything not listed is refused.
@@ -67,7 +69,12 @@ const MATRIX: &[(Role, &[Action])] = &[
     ),
     (
         Role::Admin,
-        &[Action::ListKeys, Action::ReassignExam, Action::ViewMetrics],
+        &[
+            Action::ListKeys,
+            Action::ReassignExam,
+            Action::ViewMetrics,
+            Action::ManageRouting,
+        ],
     ),
 ];
 
@@ -107,6 +114,10 @@ mod tests {
         assert!(allowed(Role::Admin, Action::ViewMetrics));
         for r in [Role::SiteTech, Role::Reader, Role::Clinician] {
             assert!(!allowed(r, Action::ViewMetrics), "{r:?}");
+        }
+        assert!(allowed(Role::Admin, Action::ManageRouting));
+        for role in [Role::SiteTech, Role::Reader, Role::Clinician] {
+            assert!(!allowed(role, Action::ManageRouting), "{role:?}");
         }
         // Admins manage configuration; clinical data only through break-glass (not in this version).
         for a in [

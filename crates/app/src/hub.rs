@@ -1,12 +1,12 @@
 //! The hub: configuration plus the ports, and the small services every use case shares
 //! (patient keys, audit, signing keys).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use yilian_config::Config;
+use yilian_config::{Config, RoutingConfig};
 use yilian_domain::{LocalPatientId, PatientKey, ResidentId, UnixMillis, Username};
 use yilian_signing::{ALGORITHM_ED25519, PublicKeyRecord, format_time};
 
@@ -41,6 +41,10 @@ pub struct Hub {
     pub render_cache: Arc<RenderCache>,
     /// This process's ingest and look-up counters (`/metrics`).
     pub counters: Arc<HubCounters>,
+    /// The routing rules and `[routing.ecg]` in force: `config.routing` at start, swapped whole by a
+    /// reload (SIGHUP or the admin endpoint). Read it with [`Hub::routing`], never `config.routing`'s
+    /// rules, so every decision uses one consistent rule set.
+    routing: Arc<RwLock<Arc<RoutingConfig>>>,
 }
 
 impl Hub {
@@ -54,6 +58,7 @@ impl Hub {
         Hub {
             render_cache: Arc::new(RenderCache::new(config.server.render_cache_bytes)),
             counters: Arc::new(HubCounters::default()),
+            routing: Arc::new(RwLock::new(Arc::new(config.routing.clone()))),
             config,
             catalog,
             blobs,
@@ -64,6 +69,24 @@ impl Hub {
 
     pub fn now(&self) -> UnixMillis {
         self.clock.now()
+    }
+
+    /// The routing rules and ECG alert limits in force now.
+    pub fn routing(&self) -> Arc<RoutingConfig> {
+        // A poisoned lock still holds a whole rule set: the swap is a single pointer store.
+        match self.routing.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts a validated rule set in force at once; routing decisions after this see only it.
+    pub(crate) fn swap_routing(&self, next: RoutingConfig) {
+        let next = Arc::new(next);
+        match self.routing.write() {
+            Ok(mut g) => *g = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
     }
 
     /// The alliance patient key: keyed hash of the resident ID when the local ID is one, else of the

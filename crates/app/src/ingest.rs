@@ -217,7 +217,7 @@ impl Hub {
         // see it, and the site must hear why now.
         let ecg = if stored.ecg {
             Some(
-                crate::ecg::examine_ecg(&input, &self.config.routing.ecg)
+                crate::ecg::examine_ecg(&input, &self.routing().ecg)
                     .await
                     .map_err(|m| fail(FailureReason::CannotUnderstand, m))?,
             )

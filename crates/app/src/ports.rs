@@ -226,6 +226,8 @@ pub struct SeriesRecord {
     pub modality: Option<String>,
     pub series_number: Option<i64>,
     pub description: Option<String>,
+    /// DICOM Body Part Examined, as stored.
+    pub body_part: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -246,6 +248,8 @@ pub struct NewExam {
     pub alerts: Option<String>,
     /// Inserted with the exam (one transaction) when the exam is urgent.
     pub notification: Option<Notification>,
+    /// The routing rule requires a senior (second) review of the report.
+    pub review: bool,
 }
 
 /// A notice to a pool's readers that an exam needs them now (urgent routing, escalation). Carries no
@@ -295,6 +299,10 @@ pub struct ExamRecord {
     pub escalated_pool: Option<PoolId>,
     pub escalated_at: Option<UnixMillis>,
     pub escalation_reason: Option<String>,
+    /// The routing rule requires a senior (second) review of the report.
+    pub review: bool,
+    /// When the next escalation step falls due (the rule's `escalate_to` after its `fallback_pool`).
+    pub escalate_next_at: Option<UnixMillis>,
 }
 
 impl ExamRecord {
@@ -411,6 +419,12 @@ pub trait Catalog: Send + Sync {
         issuer: &str,
         patient_id: &str,
     ) -> Result<Option<PatientKey>, PortError>;
+    /// Patient's Birth Date (DICOM DA text) last recorded for this identifier, if any.
+    async fn patient_birth_date(
+        &self,
+        issuer: &str,
+        patient_id: &str,
+    ) -> Result<Option<String>, PortError>;
 
     // --- routing
     /// Receiving → complete (with the uploader's urgency). False when the study is not receiving.
@@ -439,18 +453,33 @@ pub trait Catalog: Send + Sync {
         reason: &str,
         notification: &Notification,
     ) -> Result<bool, PortError>;
-    /// Queued exams past due, not escalated, with no live lease: escalation candidates, oldest due first.
+    /// Queued exams with no live lease that are past due and not escalated, or whose next escalation
+    /// step is due: escalation candidates, oldest due first.
     async fn overdue_exams(
         &self,
         now: UnixMillis,
         limit: i64,
     ) -> Result<Vec<ExamRecord>, PortError>;
-    /// Escalates once (conditional on not escalated and still queued). False when it was not.
+    /// Escalates once (conditional on not escalated and still queued), recording when the next step
+    /// falls due, if there is one. False when it was not.
+    #[allow(clippy::too_many_arguments)]
     async fn escalate_exam(
         &self,
         exam: &ExamId,
         priority: Priority,
         to_pool: Option<&PoolId>,
+        reason: &str,
+        now: UnixMillis,
+        next_step_at: Option<UnixMillis>,
+        notification: &Notification,
+    ) -> Result<bool, PortError>;
+    /// The next escalation step (conditional on one being due and the exam still queued): the exam
+    /// moves to `to_pool`'s worklist as its escalation pool, the reason is appended, and `to_pool` is
+    /// notified. False when not.
+    async fn escalate_exam_further(
+        &self,
+        exam: &ExamId,
+        to_pool: &PoolId,
         reason: &str,
         now: UnixMillis,
         notification: &Notification,

@@ -1,4 +1,5 @@
-//! Routing: a complete study becomes one exam on a pool's worklist, as the policy decides.
+//! Routing: a complete study becomes one exam on a pool's worklist, as the policy decides; overdue
+//! exams escalate; an admin reloads the rules without a restart.
 
 use yilian_domain::{ExamId, ExamKind, ExamState, Priority, StudyInstanceUid};
 use yilian_policy::{EscalationFacts, RoutingFacts, escalate, route};
@@ -6,7 +7,7 @@ use yilian_policy::{EscalationFacts, RoutingFacts, escalate, route};
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
 use crate::hub::Hub;
-use crate::ports::{NewExam, PortError, StudyState};
+use crate::ports::{NewExam, PortError, StudyRecord, StudyState};
 
 /// What happened to a study that was offered for routing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,22 +96,15 @@ impl Hub {
         let Some(study) = self.catalog.study(study_uid).await? else {
             return Ok(RouteOutcome::NotReady);
         };
-        let modalities: Vec<String> = self
-            .catalog
-            .study_series(study_uid)
-            .await?
-            .into_iter()
-            .filter_map(|s| s.modality)
-            .collect();
         let alerts = self.ecg_alerts_of_study(study_uid).await?;
         let facts = RoutingFacts {
-            site: study.site.clone(),
-            modalities: modalities.clone(),
             urgent: study.urgent,
             alerts: alerts.clone(),
+            ..self.routing_facts(&study, None).await?
         };
+        let modalities = facts.modalities.clone();
         let now = self.now();
-        match route(&facts, &self.config.routing.rules(), now) {
+        match route(&facts, &self.routing().rules(), now) {
             Ok(decision) => {
                 let exam_id = ExamId::new(ulid::Ulid::new().to_string())
                     .map_err(|e| PortError::Corrupt(e.to_string()))?;
@@ -141,6 +135,7 @@ impl Hub {
                     route_rule: decision.rule,
                     route_reason: decision.explanation.clone(),
                     created_at: now,
+                    review: decision.review,
                 };
                 if self.catalog.create_exam(&exam).await? {
                     tracing::info!(exam_id = %exam_id, study = %study_uid, "routed: {}", decision.explanation);
@@ -179,14 +174,19 @@ impl Hub {
         if exam.state != ExamState::Queued {
             return Ok(());
         }
+        // The same facts as at routing, now urgent; only priority and due time are taken from the
+        // new plan (the exam stays on its pool).
+        let Some(study) = self.catalog.study(&exam.study_uid).await? else {
+            return Ok(());
+        };
         let facts = RoutingFacts {
-            site: exam.site.clone(),
-            modalities: vec![exam.modality.clone()],
             urgent: true,
-            alerts: vec![],
+            ..self
+                .routing_facts(&study, Some(vec![exam.modality.clone()]))
+                .await?
         };
         let now = self.now();
-        let Ok(d) = route(&facts, &self.config.routing.rules(), now) else {
+        let Ok(d) = route(&facts, &self.routing().rules(), now) else {
             return Ok(());
         };
         let priority = if d.priority.rank() < exam.priority.rank() {
@@ -218,10 +218,33 @@ impl Hub {
         Ok(())
     }
 
+    /// What the catalog knows about a study that rules match on: modalities (from its series, unless
+    /// given), body parts, description, the patient's birth date, the alliance's UTC offset. Not
+    /// urgent, no alerts: the caller adds those.
+    async fn routing_facts(
+        &self,
+        study: &StudyRecord,
+        modalities: Option<Vec<String>>,
+    ) -> Result<RoutingFacts, PortError> {
+        let series = self.catalog.study_series(&study.study_uid).await?;
+        let modalities = modalities
+            .unwrap_or_else(|| series.iter().filter_map(|s| s.modality.clone()).collect());
+        Ok(RoutingFacts {
+            body_parts: series.iter().filter_map(|s| s.body_part.clone()).collect(),
+            study_description: study.study_description.clone(),
+            patient_birth_date: self
+                .catalog
+                .patient_birth_date(&study.issuer_of_patient_id, &study.patient_id)
+                .await?,
+            utc_offset_minutes: self.config.alliance.utc_offset_minutes,
+            ..RoutingFacts::new(study.site.clone(), modalities)
+        })
+    }
+
     /// The escalation sweep: every overdue, unclaimed exam goes up once, as the policy decides.
     pub async fn escalate_overdue(&self) -> Result<Vec<(ExamId, String)>, PortError> {
         let now = self.now();
-        let rules = self.config.routing.rules();
+        let rules = self.routing().rules();
         let mut out = Vec::new();
         for exam in self.catalog.overdue_exams(now, 100).await? {
             let facts = EscalationFacts {
@@ -231,6 +254,8 @@ impl Hub {
                 due_at: exam.due_at,
                 claimed: exam.claimed_by.is_some() && exam.lease_until.is_some_and(|t| t > now),
                 already_escalated: exam.escalated_at.is_some(),
+                escalated_pool: exam.escalated_pool.clone(),
+                escalated_at: exam.escalated_at,
             };
             let Some(e) = escalate(&facts, &rules, now) else {
                 continue;
@@ -243,18 +268,34 @@ impl Hub {
                 exam.due_at,
                 e.explanation.clone(),
             );
-            if self
-                .catalog
-                .escalate_exam(
-                    &exam.exam_id,
-                    e.priority,
-                    e.to_pool.as_ref(),
-                    &e.explanation,
-                    now,
-                    &notification,
-                )
-                .await?
-            {
+            let done = match (exam.escalated_at, &e.to_pool) {
+                (None, _) => {
+                    self.catalog
+                        .escalate_exam(
+                            &exam.exam_id,
+                            e.priority,
+                            e.to_pool.as_ref(),
+                            &e.explanation,
+                            now,
+                            e.next_step_at,
+                            &notification,
+                        )
+                        .await?
+                }
+                (Some(_), Some(to)) => {
+                    self.catalog
+                        .escalate_exam_further(
+                            &exam.exam_id,
+                            to,
+                            &e.explanation,
+                            now,
+                            &notification,
+                        )
+                        .await?
+                }
+                (Some(_), None) => false,
+            };
+            if done {
                 tracing::warn!(exam_id = %exam.exam_id, "escalated: {}", e.explanation);
                 self.catalog
                     .audit(&crate::ports::AuditEvent {
@@ -272,5 +313,77 @@ impl Hub {
             }
         }
         Ok(out)
+    }
+
+    /// Re-reads the routing rules and `[routing.ecg]` from the configuration's file and puts them in
+    /// force when they validate (against this hub's sites and pools); otherwise the rules in force
+    /// stay. Returns the names of the rules now in force. Logged either way.
+    pub fn reload_routing(&self) -> Result<Vec<String>, yilian_config::ConfigError> {
+        match self.config.reload_routing() {
+            Ok(next) => {
+                let names = next.routing.rules().names();
+                self.swap_routing(next.routing);
+                tracing::info!(rules = ?names, "routing rules reloaded");
+                Ok(names)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "routing reload refused; the previous rules stay in force");
+                Err(e)
+            }
+        }
+    }
+
+    /// An admin asks for a reload (`POST /api/v1/admin/routing/reload`). Audited with the outcome.
+    /// The inner result is the rule names now in force, or why the file was refused.
+    pub async fn admin_reload_routing(
+        &self,
+        who: &Principal,
+    ) -> Result<Result<Vec<String>, String>, AppError> {
+        require(who, Action::ManageRouting)?;
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || this.reload_routing())
+            .await
+            .map_err(|e| PortError::Unavailable(format!("reload task: {e}")))?
+            .map_err(|e| e.to_string());
+        let (outcome, detail) = match &result {
+            Ok(names) => ("ok", names.join(",")),
+            Err(message) => ("invalid", message.clone()),
+        };
+        self.audit(
+            who,
+            "routing.reload",
+            "config",
+            "routing",
+            None,
+            outcome,
+            detail,
+        )
+        .await?;
+        Ok(result)
+    }
+
+    /// The operator sent SIGHUP: reload, audited as `system`. Errors are logged by `reload_routing`
+    /// and recorded; nothing else changes.
+    pub async fn reload_routing_on_signal(&self) -> Result<(), PortError> {
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || this.reload_routing())
+            .await
+            .map_err(|e| PortError::Unavailable(format!("reload task: {e}")))?;
+        let (outcome, detail) = match &result {
+            Ok(names) => ("ok", names.join(",")),
+            Err(e) => ("invalid", e.to_string()),
+        };
+        self.catalog
+            .audit(&crate::ports::AuditEvent {
+                at: self.now(),
+                actor: "system".into(),
+                action: "routing.reload".into(),
+                resource_type: "config".into(),
+                resource_id: "routing".into(),
+                patient_key: None,
+                outcome: outcome.into(),
+                detail: format!("SIGHUP: {detail}"),
+            })
+            .await
     }
 }

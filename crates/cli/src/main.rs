@@ -195,6 +195,7 @@ async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     }
     tracing::info!(%local, "yilian hub listening");
     let background = yilian_server::spawn_background(hub.clone());
+    let reloads = spawn_reload_on_sighup(hub.clone())?;
     let dimse = if hub.config.dicom.enabled {
         let addr = hub.config.dicom.listen_addr.clone();
         let dimse_listener = tokio::net::TcpListener::bind(&addr)
@@ -210,10 +211,26 @@ async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     };
     yilian_server::serve(hub, listener, shutdown).await?;
     background.abort();
+    reloads.abort();
     if let Some(d) = dimse {
         d.abort();
     }
     Ok(())
+}
+
+/// SIGHUP re-reads the routing rules (and `[routing.ecg]`) from the configuration file; a file that
+/// does not validate is logged and the rules in force stay.
+fn spawn_reload_on_sighup(hub: yilian_app::Hub) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    Ok(tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the routing rules");
+            if let Err(e) = hub.reload_routing_on_signal().await {
+                tracing::warn!(error = %e, "recording the routing reload failed");
+            }
+        }
+    }))
 }
 
 fn print_demo_banner(hub: &yilian_app::Hub, local: std::net::SocketAddr) {

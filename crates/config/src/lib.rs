@@ -24,6 +24,18 @@ pub enum ConfigError {
     Parse { origin: String, message: String },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
+    /// A routing rule that does not validate, located in its file (`config/demo.toml line 142:
+    /// routing rule "ecg": unknown day "mo"`). The line is missing only when the rule was not
+    /// written as a `[[routing.rules]]` table (or not read from text).
+    #[error("{origin}{}: routing rule {rule:?}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Rule {
+        origin: String,
+        line: Option<usize>,
+        rule: String,
+        message: String,
+    },
+    #[error("{origin}: routing cannot be reloaded: {message}")]
+    Reload { origin: String, message: String },
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -59,6 +71,9 @@ pub struct Config {
     pub dicom: DicomConfig,
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// Where the configuration was read from, and where each routing rule sits in it.
+    #[serde(skip)]
+    source: Source,
 }
 
 /// Notifications of urgent and escalated exams (`[notifications]`): always kept for readers to poll;
@@ -73,6 +88,58 @@ pub struct NotificationsConfig {
     /// Read from `webhook_secret_file` at load; never in the TOML.
     #[serde(skip)]
     pub webhook_secret: Option<String>,
+}
+
+/// The origin of a configuration (for messages and reloads) and the line of every key of every
+/// `[[routing.rules]]` table, found by scanning the text.
+#[derive(Clone, Debug, Default)]
+struct Source {
+    origin: String,
+    path: Option<PathBuf>,
+    /// Per rule, in order: the line of its `[[routing.rules]]` header and of each `key =` in it.
+    rules: Vec<RuleLines>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct RuleLines {
+    header: usize,
+    keys: Vec<(String, usize)>,
+}
+
+/// Scans TOML text for `[[routing.rules]]` tables: their header lines and the lines of their keys
+/// (1-based). A multi-line array is located by its first line, which is where its key is.
+fn scan_rule_lines(text: &str) -> Vec<RuleLines> {
+    let mut out: Vec<RuleLines> = Vec::new();
+    let mut in_rule = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            let name: String = line
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            in_rule = name == "[[routing.rules]]";
+            if in_rule {
+                out.push(RuleLines {
+                    header: i + 1,
+                    keys: Vec::new(),
+                });
+            }
+        } else if in_rule
+            && let Some((key, _)) = line.split_once('=')
+            && !line.starts_with('#')
+            && let Some(rule) = out.last_mut()
+        {
+            let key = key.trim().trim_matches('"').trim_matches('\'').to_string();
+            if !key.is_empty() && !key.contains(' ') {
+                rule.keys.push((key, i + 1));
+            }
+        }
+    }
+    out
 }
 
 /// The DIMSE listener and the DICOM nodes (modalities, PACS) allowed to associate.
@@ -223,10 +290,18 @@ pub struct AllianceConfig {
     /// Lifetime of API tokens made by `yilian user token`.
     #[serde(default = "default_token_days")]
     pub token_ttl_days: i64,
+    /// The alliance's offset from UTC in minutes: routing rules' `hours` and `days` and patient ages
+    /// are taken in this local time. Default 480 (China Standard Time, UTC+08:00).
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset_minutes: i32,
 }
 
 fn default_token_days() -> i64 {
     30
+}
+
+fn default_utc_offset() -> i32 {
+    yilian_policy::DEFAULT_UTC_OFFSET_MINUTES
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -320,10 +395,87 @@ pub struct User {
 impl Config {
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             origin: origin.to_string(),
             message: e.to_string(),
-        })
+        })?;
+        cfg.source = Source {
+            origin: origin.to_string(),
+            path: None,
+            rules: scan_rule_lines(text),
+        };
+        Ok(cfg)
+    }
+
+    /// The file this configuration was loaded from (`None`: embedded or built in memory). Routing
+    /// reloads re-read it.
+    pub fn source_path(&self) -> Option<&Path> {
+        self.source.path.as_deref()
+    }
+
+    /// Names the file routing reloads re-read (tests and callers that parsed the text themselves).
+    pub fn set_source_path(&mut self, path: impl Into<PathBuf>) {
+        self.source.path = Some(path.into());
+    }
+
+    /// Reads the routing section again from where this configuration came from (its file, else the
+    /// embedded demo) and validates it against this configuration's sites and pools. Only
+    /// `[[routing.rules]]` and `[routing.ecg]` are taken; other changes need a restart. On any
+    /// error the caller keeps the rules it has.
+    pub fn reload_routing(&self) -> Result<Config, ConfigError> {
+        let mut fresh = match &self.source.path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let mut c = Self::from_toml(&text, &path.display().to_string())?;
+                c.source.path = Some(path.clone());
+                c
+            }
+            None if self.source.origin.contains("demo.toml") => {
+                Self::from_toml(DEMO_TOML, &self.source.origin)?
+            }
+            None => {
+                return Err(ConfigError::Reload {
+                    origin: self.source.origin.clone(),
+                    message: "the configuration was not read from a file".into(),
+                });
+            }
+        };
+        let mut next = self.clone();
+        next.routing.rules = std::mem::take(&mut fresh.routing.rules);
+        next.routing.ecg = fresh.routing.ecg.clone();
+        next.source = fresh.source;
+        next.validate()?;
+        Ok(next)
+    }
+
+    /// The error for rule `i`, located at the line of `key` in it (else its header).
+    fn rule_error(&self, i: usize, key: &str, message: impl Into<String>) -> ConfigError {
+        let lines = self.source.rules.get(i);
+        let line = lines.map(|r| {
+            r.keys
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, l)| *l)
+                .unwrap_or(r.header)
+        });
+        ConfigError::Rule {
+            origin: if self.source.origin.is_empty() {
+                "configuration".into()
+            } else {
+                self.source.origin.clone()
+            },
+            line,
+            rule: self
+                .routing
+                .rules
+                .get(i)
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+            message: message.into(),
+        }
     }
 
     /// Reads a file, applies environment overrides and secrets, validates.
@@ -333,6 +485,7 @@ impl Config {
             source,
         })?;
         let mut cfg = Self::from_toml(&text, &path.display().to_string())?;
+        cfg.source.path = Some(path.to_path_buf());
         cfg.finish(|k| std::env::var(k).ok())?;
         Ok(cfg)
     }
@@ -483,32 +636,43 @@ impl Config {
                 ));
             }
         }
-        self.routing
-            .rules()
-            .validate()
-            .map_err(|e| invalid("routing.rules", e.to_string()))?;
+        if !(-720..=840).contains(&self.alliance.utc_offset_minutes) {
+            return Err(invalid(
+                "alliance.utc_offset_minutes",
+                "must be between -720 and 840 (UTC-12:00 to UTC+14:00)",
+            ));
+        }
+        let mut rule_names = HashSet::new();
         for (i, r) in self.routing.rules.iter().enumerate() {
-            if !pool_ids.contains(r.pool.as_str()) {
-                return Err(invalid(
-                    format!("routing.rules[{i}].pool"),
-                    format!("unknown pool {:?}", r.pool),
+            if r.name.trim().is_empty() {
+                return Err(self.rule_error(i, "name", "name must not be empty"));
+            }
+            if !rule_names.insert(r.name.as_str()) {
+                return Err(self.rule_error(
+                    i,
+                    "name",
+                    "another rule has this name (explanations and escalation find rules by name)",
                 ));
+            }
+            r.check()
+                .map_err(|p| self.rule_error(i, p.key, p.message))?;
+            if !pool_ids.contains(r.pool.as_str()) {
+                return Err(self.rule_error(i, "pool", format!("unknown pool {:?}", r.pool)));
             }
             for s in &r.sites {
                 if !site_ids.contains(s.as_str()) {
-                    return Err(invalid(
-                        format!("routing.rules[{i}].sites"),
-                        format!("unknown site {s:?}"),
-                    ));
+                    return Err(self.rule_error(i, "sites", format!("unknown site {s:?}")));
                 }
             }
-            if let Some(p) = &r.escalate_to
-                && !pool_ids.contains(p.as_str())
-            {
-                return Err(invalid(
-                    format!("routing.rules[{i}].escalate_to"),
-                    format!("unknown pool {p:?}"),
-                ));
+            for (key, p) in [
+                ("escalate_to", &r.escalate_to),
+                ("fallback_pool", &r.fallback_pool),
+            ] {
+                if let Some(p) = p
+                    && !pool_ids.contains(p.as_str())
+                {
+                    return Err(self.rule_error(i, key, format!("unknown pool {p:?}")));
+                }
             }
         }
         let ecg = &self.routing.ecg;
@@ -767,5 +931,163 @@ mod tests {
         let mut c = Config::from_toml(&bad, "demo").unwrap();
         let e = c.finish(|_| None).unwrap_err().to_string();
         assert!(e.contains("unknown pool \"nowhere\""), "{e}");
+    }
+
+    /// The 1-based line of the first line of `text` that starts with `needle` (after indentation).
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines()
+            .position(|l| l.trim_start().starts_with(needle))
+            .map(|i| i + 1)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_bad_rule_is_named_with_its_line() {
+        let bad = DEMO_TOML.replacen("name = \"ecg\"\n", "name = \"ecg\"\ndays = [\"mo\"]\n", 1);
+        let mut c = Config::from_toml(&bad, "config/demo.toml").unwrap();
+        let e = c.finish(|_| None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "config/demo.toml line {}: routing rule \"ecg\": unknown day \"mo\" (mon … sun)",
+                line_of(&bad, "days = [\"mo\"]")
+            )
+        );
+
+        // A cross-reference (a pool nobody defined) points at its key too.
+        let bad = DEMO_TOML.replacen(
+            "name = \"xray\"\n",
+            "name = \"xray\"\nfallback_pool = \"nowhere\"\n",
+            1,
+        );
+        let mut c = Config::from_toml(&bad, "site.toml").unwrap();
+        let e = c.finish(|_| None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "site.toml line {}: routing rule \"xray\": unknown pool \"nowhere\"",
+                line_of(&bad, "fallback_pool = \"nowhere\"")
+            )
+        );
+
+        // A problem without a key of its own (two rules with one name) points at the name.
+        let bad = DEMO_TOML.replacen("name = \"xray\"", "name = \"ecg\"", 1);
+        let mut c = Config::from_toml(&bad, "site.toml").unwrap();
+        let e = c.finish(|_| None).unwrap_err().to_string();
+        let second = bad
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.trim() == "name = \"ecg\"")
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        assert!(
+            e.starts_with(&format!(
+                "site.toml line {second}: routing rule \"ecg\": another rule has this name"
+            )),
+            "{e}"
+        );
+
+        for (edit, want) in [
+            ("hours = \"8-17\"", "hours \"8-17\": \"8\" is not HH:MM"),
+            ("kinds = [\"lab\"]", "unknown kind \"lab\""),
+            (
+                "min_age_years = 80\nmax_age_years = 18",
+                "min_age_years 80 is above max_age_years 18",
+            ),
+        ] {
+            let bad = DEMO_TOML.replacen(
+                "name = \"everything-else\"\n",
+                &format!("name = \"everything-else\"\n{edit}\n"),
+                1,
+            );
+            let mut c = Config::from_toml(&bad, "x.toml").unwrap();
+            let e = c.finish(|_| None).unwrap_err().to_string();
+            let first_line = edit.lines().next().unwrap();
+            assert!(
+                e.starts_with(&format!(
+                    "x.toml line {}: routing rule \"everything-else\": {want}",
+                    line_of(&bad, first_line)
+                )),
+                "{e}"
+            );
+        }
+
+        let mut c = demo();
+        c.alliance.utc_offset_minutes = 900;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.starts_with("alliance.utc_offset_minutes"), "{e}");
+        assert_eq!(demo().alliance.utc_offset_minutes, 480);
+    }
+
+    #[test]
+    fn routing_reloads_from_the_file_only_when_it_validates() {
+        let dir = std::env::temp_dir().join(format!(
+            "yilian-config-reload-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("yilian.toml");
+        std::fs::write(&path, DEMO_TOML).unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.source_path(), Some(path.as_path()));
+
+        let renamed = DEMO_TOML.replacen("name = \"xray\"", "name = \"plain-films\"", 1);
+        std::fs::write(&path, &renamed).unwrap();
+        let next = c.reload_routing().unwrap();
+        assert!(next.routing.rules.iter().any(|r| r.name == "plain-films"));
+        assert_eq!(next.users.len(), c.users.len());
+
+        let broken = renamed.replacen(
+            "name = \"plain-films\"\n",
+            "name = \"plain-films\"\nhours = \"25:00-26:00\"\n",
+            1,
+        );
+        std::fs::write(&path, &broken).unwrap();
+        let e = next.reload_routing().unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{} line {}: routing rule \"plain-films\"",
+                path.display(),
+                line_of(&broken, "hours = \"25:00")
+            )),
+            "{e}"
+        );
+        // A rule may only name pools the running hub has: a new pool needs a restart.
+        let new_pool = renamed.replacen("pool = \"county-rad\"", "pool = \"elsewhere\"", 1);
+        let new_pool = new_pool.replacen(
+            "[[pools]]",
+            "[[pools]]\nid = \"elsewhere\"\nname = \"x\"\nsite = \"county-people\"\n\n[[pools]]",
+            1,
+        );
+        std::fs::write(&path, &new_pool).unwrap();
+        let e = next.reload_routing().unwrap_err().to_string();
+        assert!(e.contains("unknown pool \"elsewhere\""), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let mut in_memory = Config::from_toml(DEMO_TOML, "test").unwrap();
+        in_memory.finish(|_| None).unwrap();
+        assert!(in_memory.reload_routing().is_err());
+    }
+
+    #[test]
+    fn the_demo_night_stroke_rule_routes_only_at_night() {
+        use yilian_domain::{SiteId, UnixMillis};
+        use yilian_policy::{RoutingFacts, route};
+        let c = demo();
+        let facts = RoutingFacts {
+            study_description: Some("CT 头颅平扫 急性卒中?".into()),
+            ..RoutingFacts::new(SiteId::new("tw-hongxing").unwrap(), vec!["CT".into()])
+        };
+        // 2026-03-03 00:00 Beijing time, then 23:00 and 10:00.
+        let midnight = UnixMillis(1_772_467_200_000);
+        let night = route(&facts, &c.routing.rules(), midnight.plus_minutes(23 * 60)).unwrap();
+        assert_eq!(night.rule, "night-stroke");
+        assert!(night.review);
+        let day = route(&facts, &c.routing.rules(), midnight.plus_minutes(10 * 60)).unwrap();
+        assert_eq!(day.rule, "township-ct-mr");
+        assert!(!day.review);
     }
 }

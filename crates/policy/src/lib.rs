@@ -3,6 +3,7 @@
 //! an ECG makes it urgent; `escalate` decides when an overdue exam goes up a tier. It only plans; `yilian-app`
 //! carries decisions out. No I/O, no clock: time is an argument.
 
+pub mod calendar;
 pub mod ecg;
 pub mod recognition;
 pub mod routing;
@@ -12,6 +13,6 @@ pub use recognition::{
     RecognitionDecision, RecognitionFacts, RecognitionRule, RecognitionRules, recognise,
 };
 pub use routing::{
-    Escalation, EscalationFacts, RouteDecision, RoutingFacts, RoutingRule, RoutingRules, escalate,
-    route,
+    DEFAULT_UTC_OFFSET_MINUTES, Escalation, EscalationFacts, RouteDecision, RouteError,
+    RoutingFacts, RoutingRule, RoutingRules, RuleProblem, escalate, route,
 };

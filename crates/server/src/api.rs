@@ -58,6 +58,7 @@ fn exam_json(st: &AppState, e: &ExamRecord) -> Value {
         },
         "created_at": format_time(e.created_at.0),
         "kind": e.kind.as_str(),
+        "review_required": e.review,
         "alerts": e.alerts.as_deref().and_then(|a| serde_json::from_str::<Value>(a).ok()).unwrap_or_else(|| json!([])),
         "escalation": e.escalated_at.map(|t| json!({
             "at": format_time(t.0),
@@ -424,6 +425,19 @@ pub async fn verify(
         "latest": v.latest,
         "checks": v.checks.iter().map(|c| json!({ "name": c.name, "ok": c.ok, "detail": c.detail })).collect::<Vec<_>>(),
     })))
+}
+
+/// `POST /api/v1/admin/routing/reload`: re-reads the routing rules from the configuration file. 200
+/// with the rule names now in force, or 422 with the validation error (the old rules stay).
+pub async fn reload_routing(State(st): State<AppState>, Caller(who): Caller) -> ApiResult {
+    match st.hub.admin_reload_routing(&who).await? {
+        Ok(rules) => Ok(Json(json!({ "reloaded": true, "rules": rules }))),
+        Err(message) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_config",
+            message,
+        )),
+    }
 }
 
 pub async fn keys(State(st): State<AppState>, Caller(who): Caller) -> ApiResult {

@@ -140,6 +140,7 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/v1/keys", get(api::keys))
         .route("/api/v1/admin/turnaround", get(metrics::turnaround))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/admin/routing/reload", post(api::reload_routing))
         .route("/api/v1/exams/{id}/ecg", get(ecg::view))
         .route("/api/v1/exams/{id}/ecg/rendered", get(ecg::rendered))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));

@@ -220,7 +220,7 @@ fn instance_row(r: &AnyRow) -> Result<InstanceRecord, PortError> {
 const EXAM_COLS: &str = "e.exam_id, e.study_uid, e.site_id, e.patient_key, e.modality, e.pool_id, e.priority, e.due_at, e.route_rule, \
                          e.route_reason, e.state, e.claimed_by, e.lease_until, e.created_at, s.patient_id, s.issuer, s.patient_name, \
                          s.description, s.study_date, s.first_received_at, e.kind, e.alerts, e.escalated_pool, e.escalated_at, \
-                         e.escalation_reason";
+                         e.escalation_reason, e.review_required, e.escalate_next_at";
 
 fn exam_row(r: &AnyRow) -> Result<ExamRecord, PortError> {
     let priority: String = get(r, "priority")?;
@@ -261,6 +261,8 @@ fn exam_row(r: &AnyRow) -> Result<ExamRecord, PortError> {
             .map_err(|e| corrupt("exams.escalated_pool", e))?,
         escalated_at: get::<Option<i64>>(r, "escalated_at")?.map(UnixMillis),
         escalation_reason: get(r, "escalation_reason")?,
+        review: get::<i64>(r, "review_required")? != 0,
+        escalate_next_at: get::<Option<i64>>(r, "escalate_next_at")?.map(UnixMillis),
     })
 }
 
@@ -547,7 +549,7 @@ impl Catalog for SqlCatalog {
 
     async fn study_series(&self, study: &StudyInstanceUid) -> Result<Vec<SeriesRecord>, PortError> {
         let rows = sqlx::query(
-            "SELECT series_uid, modality, series_number, description FROM series WHERE study_uid = $1 ORDER BY created_at, series_uid",
+            "SELECT series_uid, modality, series_number, description, body_part FROM series WHERE study_uid = $1 ORDER BY created_at, series_uid",
         )
         .bind(study.as_str())
         .fetch_all(&self.pool)
@@ -560,6 +562,7 @@ impl Catalog for SqlCatalog {
                     modality: get(r, "modality")?,
                     series_number: get(r, "series_number")?,
                     description: get(r, "description")?,
+                    body_part: get(r, "body_part")?,
                 })
             })
             .collect()
@@ -630,6 +633,22 @@ impl Catalog for SqlCatalog {
         Ok(key.map(PatientKey))
     }
 
+    async fn patient_birth_date(
+        &self,
+        issuer: &str,
+        patient_id: &str,
+    ) -> Result<Option<String>, PortError> {
+        let date: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT birth_date FROM patient_ids WHERE issuer = $1 AND patient_id = $2",
+        )
+        .bind(issuer)
+        .bind(patient_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(date.flatten().filter(|d| !d.trim().is_empty()))
+    }
+
     async fn mark_study_complete(
         &self,
         study: &StudyInstanceUid,
@@ -669,8 +688,8 @@ impl Catalog for SqlCatalog {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let r = sqlx::query(
             "INSERT INTO exams (exam_id, study_uid, site_id, patient_key, kind, modality, pool_id, priority, priority_rank, due_at, \
-             route_rule, route_reason, state, claimed_by, lease_until, created_at, updated_at, alerts) \
-             VALUES ($1, $2, $3, $4, $13, $5, $6, $7, $8, $9, $10, $11, 'queued', NULL, NULL, $12, $12, $14) \
+             route_rule, route_reason, state, claimed_by, lease_until, created_at, updated_at, alerts, review_required) \
+             VALUES ($1, $2, $3, $4, $13, $5, $6, $7, $8, $9, $10, $11, 'queued', NULL, NULL, $12, $12, $14, $15) \
              ON CONFLICT (study_uid) DO NOTHING",
         )
         .bind(e.exam_id.as_str())
@@ -687,6 +706,7 @@ impl Catalog for SqlCatalog {
         .bind(e.created_at.0)
         .bind(e.kind.as_str())
         .bind(&e.alerts)
+        .bind(i64::from(e.review))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -752,7 +772,7 @@ impl Catalog for SqlCatalog {
     ) -> Result<Vec<ExamRecord>, PortError> {
         let rows = sqlx::query(sql!(
             "SELECT {EXAM_COLS} FROM exams e JOIN studies s ON s.study_uid = e.study_uid \
-             WHERE e.state = 'queued' AND e.escalated_at IS NULL AND e.due_at <= $1 \
+             WHERE e.state = 'queued' AND ((e.escalated_at IS NULL AND e.due_at <= $1) OR e.escalate_next_at <= $1) \
              AND (e.claimed_by IS NULL OR e.lease_until < $1) ORDER BY e.due_at, e.exam_id LIMIT $2"
         ))
         .bind(now.0)
@@ -763,6 +783,7 @@ impl Catalog for SqlCatalog {
         rows.iter().map(exam_row).collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn escalate_exam(
         &self,
         exam: &ExamId,
@@ -770,12 +791,13 @@ impl Catalog for SqlCatalog {
         to_pool: Option<&PoolId>,
         reason: &str,
         now: UnixMillis,
+        next_step_at: Option<UnixMillis>,
         notification: &Notification,
     ) -> Result<bool, PortError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let r = sqlx::query(
             "UPDATE exams SET priority = $2, priority_rank = $3, escalated_pool = $4, escalated_at = $5, escalation_reason = $6, \
-             updated_at = $5 WHERE exam_id = $1 AND state = 'queued' AND escalated_at IS NULL",
+             escalate_next_at = $7, updated_at = $5 WHERE exam_id = $1 AND state = 'queued' AND escalated_at IS NULL",
         )
         .bind(exam.as_str())
         .bind(priority.as_str())
@@ -783,6 +805,37 @@ impl Catalog for SqlCatalog {
         .bind(to_pool.map(|p| p.as_str()))
         .bind(now.0)
         .bind(reason)
+        .bind(next_step_at.map(|t| t.0))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        insert_notification(&mut *tx, notification).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn escalate_exam_further(
+        &self,
+        exam: &ExamId,
+        to_pool: &PoolId,
+        reason: &str,
+        now: UnixMillis,
+        notification: &Notification,
+    ) -> Result<bool, PortError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let r = sqlx::query(
+            "UPDATE exams SET escalated_pool = $2, escalation_reason = COALESCE(escalation_reason, '') || '; ' || $3, \
+             escalate_next_at = NULL, updated_at = $4 \
+             WHERE exam_id = $1 AND state = 'queued' AND escalate_next_at IS NOT NULL AND escalate_next_at <= $4",
+        )
+        .bind(exam.as_str())
+        .bind(to_pool.as_str())
+        .bind(reason)
+        .bind(now.0)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
