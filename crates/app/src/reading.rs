@@ -72,10 +72,7 @@ impl Hub {
         require(who, Action::ReportExam)?;
         let exam = self.exam_for_reader(who, exam_id).await?;
         if exam.state != ExamState::Queued {
-            return Err(AppError::conflict(
-                "exam_reported",
-                "the exam is already reported",
-            ));
+            return Err(already_reported());
         }
         let now = self.now();
         let until = now.plus_secs(self.config.routing.lease_secs);
@@ -165,10 +162,7 @@ impl Hub {
                 ))
             })?;
         if exam.state != ExamState::Queued {
-            return Err(AppError::conflict(
-                "exam_reported",
-                "the exam is already reported",
-            ));
+            return Err(already_reported());
         }
         let now = self.now();
         let until = now.plus_secs(self.config.routing.lease_secs);
@@ -177,10 +171,7 @@ impl Hub {
             .reassign(exam_id, &target.username, now, until)
             .await?
         {
-            return Err(AppError::conflict(
-                "exam_reported",
-                "the exam is already reported",
-            ));
+            return Err(already_reported());
         }
         self.audit(
             who,
@@ -407,4 +398,9 @@ impl Hub {
 
 pub(crate) fn new_report_id() -> Result<ReportId, AppError> {
     ReportId::new(ulid::Ulid::new().to_string()).map_err(|e| AppError::Invalid(e.to_string()))
+}
+
+/// The 409 for an exam whose report is final.
+fn already_reported() -> AppError {
+    AppError::conflict("exam_reported", "the exam is already reported")
 }
