@@ -242,3 +242,122 @@ async fn urgent_and_escalated_exams_notify_their_readers_and_the_webhook() {
     );
     t.finish().await;
 }
+
+/// Review (审核): where the routing rule asks for it, a junior reader cannot sign. The junior submits the
+/// report; only a senior of the pool can then claim the exam, and the senior signs the final report,
+/// which names the junior as drafter and verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_junior_report_needs_a_senior_countersign_where_the_rule_asks_for_review() {
+    for backend in backends() {
+        let t = TestHub::start(&backend, None, |c| {
+            for u in c.users.iter_mut().filter(|u| u.username == "li.reader") {
+                u.seniority = Some("junior".into());
+            }
+            for r in c
+                .routing
+                .rules
+                .iter_mut()
+                .filter(|r| r.name == "township-ct-mr")
+            {
+                r.review = true;
+            }
+        })
+        .await;
+        let tech = t.token("wang.tech").await;
+        let junior = t.token("li.reader").await;
+        let senior = t.token("zhou.reader").await;
+        t.stow_all(&tech, &[instance_bytes(&InstanceSpec::ct(1))])
+            .await;
+        assert_eq!(
+            t.post(&tech, "/api/v1/studies/2.25.1001/complete")
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        let r = t.post(&junior, "/api/v1/worklist/next").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["review_required"], true, "{v}");
+        let exam = v["exam_id"].as_str().unwrap().to_string();
+        let text = json!({"findings": "右肺上叶小结节，约5 mm。", "impression": "右肺上叶小结节，建议随访。"});
+
+        let r = t
+            .post_json(&junior, &format!("/api/v1/exams/{exam}/report/sign"), &text)
+            .await;
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        assert_eq!(r.json::<Value>().await.unwrap()["code"], "review_required");
+        let r = t
+            .post_json(
+                &senior,
+                &format!("/api/v1/exams/{exam}/report/submit"),
+                &text,
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::BAD_REQUEST,
+            "a senior signs directly"
+        );
+        let r = t
+            .post_json(
+                &junior,
+                &format!("/api/v1/exams/{exam}/report/submit"),
+                &text,
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            (
+                v["awaiting_review"].clone(),
+                v["drafted_by"].clone(),
+                v["claimed_by"].clone()
+            ),
+            (json!(true), json!("li.reader"), Value::Null)
+        );
+
+        // The junior can no longer take it back; the senior can.
+        let r = t
+            .post(&junior, &format!("/api/v1/exams/{exam}/claim"))
+            .await;
+        assert_eq!(r.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            t.post(&junior, "/api/v1/worklist/next").await.status(),
+            StatusCode::NO_CONTENT
+        );
+        let r = t.post(&senior, "/api/v1/worklist/next").await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.json::<Value>().await.unwrap()["exam_id"], exam.as_str());
+        let draft = t
+            .get_json(&senior, &format!("/api/v1/exams/{exam}/report"))
+            .await;
+        assert!(draft.to_string().contains("建议随访"), "{draft}");
+        let r = t
+            .post(&senior, &format!("/api/v1/exams/{exam}/report/sign"))
+            .await;
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "{}",
+            r.text().await.unwrap_or_default()
+        );
+        let doc: Value = r.json().await.unwrap();
+        assert_eq!(
+            doc["report"]["drafted_by"]["username"], "li.reader",
+            "{doc}"
+        );
+        assert_eq!(doc["report"]["signer"]["username"], "zhou.reader");
+        let report_id = doc["report"]["report_id"].as_str().unwrap();
+        let verify = t
+            .get_json(&senior, &format!("/api/v1/reports/{report_id}/verify"))
+            .await;
+        assert_eq!(verify["valid"], true, "{verify}");
+        let events = t.hub.catalog.audit_events(200).await.unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.action == "report.submit" && e.actor == "li.reader")
+        );
+        t.finish().await;
+    }
+}

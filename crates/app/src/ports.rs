@@ -301,6 +301,10 @@ pub struct ExamRecord {
     pub escalation_reason: Option<String>,
     /// The routing rule requires a senior (second) review of the report.
     pub review: bool,
+    /// A junior's draft waits for a senior's countersign; only seniors may claim the exam now.
+    pub awaiting_review: bool,
+    /// The junior reader who drafted and submitted the report, if one did.
+    pub drafted_by: Option<Username>,
     /// When the next escalation step falls due (the rule's `escalate_to` after its `fallback_pool`).
     pub escalate_next_at: Option<UnixMillis>,
 }
@@ -528,12 +532,22 @@ pub trait Catalog: Send + Sync {
     /// Takes or renews the lease when the exam is queued and unclaimed, claimed by `who`, or its lease
     /// lapsed. Atomic in the database: two readers never both succeed.
     /// The first successful claim also records `first_claimed_at` (same statement).
+    /// `senior`: the caller may take an exam that awaits review (juniors may not).
     async fn try_claim(
         &self,
         exam: &ExamId,
         who: &Username,
+        senior: bool,
         now: UnixMillis,
         lease_until: UnixMillis,
+    ) -> Result<bool, PortError>;
+    /// A junior hands the exam they hold to the seniors: it awaits review, the lease is released and
+    /// the junior is recorded as drafter. False when `who` does not hold the queued exam.
+    async fn submit_for_review(
+        &self,
+        exam: &ExamId,
+        who: &Username,
+        now: UnixMillis,
     ) -> Result<bool, PortError>;
     /// Takes a lease on the most urgent claimable exam of these pools (or escalated to them): queued,
     /// unclaimed or with a lapsed lease, by priority then due time. Atomic across hub replicas (the
@@ -542,6 +556,7 @@ pub trait Catalog: Send + Sync {
         &self,
         pools: &[PoolId],
         who: &Username,
+        senior: bool,
         now: UnixMillis,
         lease_until: UnixMillis,
     ) -> Result<Option<ExamId>, PortError>;

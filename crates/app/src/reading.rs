@@ -74,11 +74,17 @@ impl Hub {
         if exam.state != ExamState::Queued {
             return Err(already_reported());
         }
+        if exam.awaiting_review && !who.senior {
+            return Err(AppError::conflict(
+                "awaiting_review",
+                "the report awaits a senior reader's review (审核)",
+            ));
+        }
         let now = self.now();
         let until = now.plus_secs(self.config.routing.lease_secs);
         if !self
             .catalog
-            .try_claim(exam_id, &who.username, now, until)
+            .try_claim(exam_id, &who.username, who.senior, now, until)
             .await?
         {
             let holder = self
@@ -114,7 +120,7 @@ impl Hub {
         let until = now.plus_secs(self.config.routing.lease_secs);
         let Some(exam_id) = self
             .catalog
-            .claim_next(&who.pools, &who.username, now, until)
+            .claim_next(&who.pools, &who.username, who.senior, now, until)
             .await?
         else {
             return Ok(None);
@@ -228,6 +234,68 @@ impl Hub {
         Ok(())
     }
 
+    /// A junior reader submits their report on an exam whose routing rule asks for a review: the text is
+    /// saved as the draft, the lease released, and the exam waits for a senior of its pool, who claims
+    /// it, may edit, and signs with the junior named as drafter. Audited.
+    pub async fn submit_for_review(
+        &self,
+        who: &Principal,
+        exam_id: &ExamId,
+        input: Option<ReportInput>,
+    ) -> Result<ExamRecord, AppError> {
+        require(who, Action::ReportExam)?;
+        let exam = self.exam_for_reader(who, exam_id).await?;
+        if !exam.review || who.senior {
+            return Err(AppError::Invalid(
+                "only a junior reader's report on an exam that needs review is submitted; sign it instead"
+                    .into(),
+            ));
+        }
+        self.holds(who, &exam)?;
+        let text = match input {
+            Some(i) => i,
+            None => self
+                .catalog
+                .draft_of(exam_id)
+                .await?
+                .map(|d| ReportInput {
+                    findings: d.findings,
+                    impression: d.impression,
+                })
+                .unwrap_or_default(),
+        };
+        if text.findings.trim().is_empty() || text.impression.trim().is_empty() {
+            return Err(AppError::Invalid(
+                "a report needs findings and an impression before it is submitted".into(),
+            ));
+        }
+        self.save_draft(who, exam_id, text).await?;
+        if !self
+            .catalog
+            .submit_for_review(exam_id, &who.username, self.now())
+            .await?
+        {
+            return Err(AppError::conflict(
+                "not_claimed",
+                "you no longer hold this exam",
+            ));
+        }
+        self.audit(
+            who,
+            "report.submit",
+            "exam",
+            exam_id.as_str(),
+            Some(&exam.patient_key),
+            "ok",
+            "for senior review",
+        )
+        .await?;
+        self.catalog
+            .exam(exam_id)
+            .await?
+            .ok_or(AppError::NotFound("exam"))
+    }
+
     /// Saves the draft (autosave). Only the lease holder may write.
     pub async fn save_draft(
         &self,
@@ -287,6 +355,12 @@ impl Hub {
         }
         let exam = self.exam_for_reader(who, exam_id).await?;
         self.holds(who, &exam)?;
+        if exam.review && !who.senior {
+            return Err(AppError::conflict(
+                "review_required",
+                "this exam needs a senior reader's countersign (审核): submit the report for review",
+            ));
+        }
         let draft = self.catalog.draft_of(exam_id).await?;
         let text = match (input, &draft) {
             (Some(i), _) => i,
@@ -344,6 +418,14 @@ impl Hub {
             },
             "signed_at": format_time(now.0),
         });
+        // A report a junior drafted and a senior countersigned names its drafter; the senior signs.
+        let mut report = report;
+        if let Some(junior) = &exam.drafted_by {
+            report["drafted_by"] = json!({
+                "username": junior.as_str(),
+                "name": self.config.user(junior.as_str()).map(|u| u.name).unwrap_or_default(),
+            });
+        }
         let canonical = canonicalize(&report).map_err(|e| AppError::Invalid(e.to_string()))?;
         let signature = self
             .vault

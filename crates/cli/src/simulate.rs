@@ -270,6 +270,7 @@ async fn run(seed: u64, order: Order, dir: &std::path::Path) -> anyhow::Result<V
             role: "reader".into(),
             site: "county-people".into(),
             pools: vec!["county-ecg".into()],
+            seniority: None,
         });
     }
     cfg.validate()?;

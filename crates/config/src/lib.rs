@@ -346,6 +346,10 @@ pub struct UserConfig {
     pub site: String,
     #[serde(default)]
     pub pools: Vec<String>,
+    /// Readers: `senior` (default) signs anything; `junior` drafts exams whose routing rule asks for a
+    /// review and submits them for a senior's countersign (审核).
+    #[serde(default)]
+    pub seniority: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -390,6 +394,8 @@ pub struct User {
     pub role: Role,
     pub site: SiteId,
     pub pools: Vec<PoolId>,
+    /// May countersign (a senior reader); false for junior readers.
+    pub senior: bool,
 }
 
 impl Config {
@@ -629,6 +635,14 @@ impl Config {
                     ));
                 }
             }
+            if let Some(level) = &u.seniority
+                && !matches!(level.as_str(), "junior" | "senior")
+            {
+                return Err(invalid(
+                    format!("users[{i}].seniority"),
+                    format!("{level:?} is not junior or senior"),
+                ));
+            }
             if role == Role::Reader && u.pools.is_empty() {
                 return Err(invalid(
                     format!("users[{i}].pools"),
@@ -777,6 +791,7 @@ impl Config {
             role: Role::parse(&n.role)?,
             site: SiteId::new(n.site.clone()).ok()?,
             pools: Vec::new(),
+            senior: false,
         })
     }
 
@@ -811,6 +826,7 @@ impl Config {
                 .iter()
                 .filter_map(|p| PoolId::new(p.clone()).ok())
                 .collect(),
+            senior: u.seniority.as_deref() != Some("junior"),
         })
     }
 

@@ -59,6 +59,8 @@ fn exam_json(st: &AppState, e: &ExamRecord) -> Value {
         "created_at": format_time(e.created_at.0),
         "kind": e.kind.as_str(),
         "review_required": e.review,
+        "awaiting_review": e.awaiting_review,
+        "drafted_by": e.drafted_by.as_ref().map(|u| u.as_str()),
         "alerts": e.alerts.as_deref().and_then(|a| serde_json::from_str::<Value>(a).ok()).unwrap_or_else(|| json!([])),
         "escalation": e.escalated_at.map(|t| json!({
             "at": format_time(t.0),
@@ -182,6 +184,21 @@ pub async fn notifications(
         "items": items.iter().map(|n| notification_json(&alliance, n)).collect::<Vec<_>>(),
         "last": items.last().map(|n| n.notification_id.clone()),
     })))
+}
+
+/// `POST /api/v1/exams/{id}/report/submit`: a junior's report goes to a senior for countersign.
+pub async fn submit_for_review(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    body: Option<Json<ReportBody>>,
+) -> ApiResult {
+    let input = body.map(|Json(b)| ReportInput {
+        findings: b.findings,
+        impression: b.impression,
+    });
+    let exam = st.hub.submit_for_review(&who, &exam_id(id)?, input).await?;
+    Ok(Json(exam_json(&st, &exam)))
 }
 
 pub async fn exam(

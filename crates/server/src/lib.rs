@@ -129,6 +129,10 @@ pub fn router(hub: Hub) -> Router {
             get(api::get_draft).put(api::save_draft),
         )
         .route("/api/v1/exams/{id}/report/sign", post(api::sign))
+        .route(
+            "/api/v1/exams/{id}/report/submit",
+            post(api::submit_for_review),
+        )
         .route("/api/v1/studies/{study}", get(api::study_status))
         .route(
             "/api/v1/studies/{study}/complete",

@@ -220,7 +220,7 @@ fn instance_row(r: &AnyRow) -> Result<InstanceRecord, PortError> {
 const EXAM_COLS: &str = "e.exam_id, e.study_uid, e.site_id, e.patient_key, e.modality, e.pool_id, e.priority, e.due_at, e.route_rule, \
                          e.route_reason, e.state, e.claimed_by, e.lease_until, e.created_at, s.patient_id, s.issuer, s.patient_name, \
                          s.description, s.study_date, s.first_received_at, e.kind, e.alerts, e.escalated_pool, e.escalated_at, \
-                         e.escalation_reason, e.review_required, e.escalate_next_at";
+                         e.escalation_reason, e.review_required, e.escalate_next_at, e.awaiting_review, e.drafted_by";
 
 fn exam_row(r: &AnyRow) -> Result<ExamRecord, PortError> {
     let priority: String = get(r, "priority")?;
@@ -262,6 +262,11 @@ fn exam_row(r: &AnyRow) -> Result<ExamRecord, PortError> {
         escalated_at: get::<Option<i64>>(r, "escalated_at")?.map(UnixMillis),
         escalation_reason: get(r, "escalation_reason")?,
         review: get::<i64>(r, "review_required")? != 0,
+        awaiting_review: get::<i64>(r, "awaiting_review")? != 0,
+        drafted_by: get::<Option<String>>(r, "drafted_by")?
+            .map(Username::new)
+            .transpose()
+            .map_err(|e| corrupt("exams.drafted_by", e))?,
         escalate_next_at: get::<Option<i64>>(r, "escalate_next_at")?.map(UnixMillis),
     })
 }
@@ -1002,16 +1007,38 @@ impl Catalog for SqlCatalog {
         &self,
         exam: &ExamId,
         who: &Username,
+        senior: bool,
         now: UnixMillis,
         lease_until: UnixMillis,
     ) -> Result<bool, PortError> {
         let r = sqlx::query(
             "UPDATE exams SET claimed_by = $2, lease_until = $3, updated_at = $4, first_claimed_at = COALESCE(first_claimed_at, $4) \
-             WHERE exam_id = $1 AND state = 'queued' AND (claimed_by IS NULL OR claimed_by = $2 OR lease_until < $4)",
+             WHERE exam_id = $1 AND state = 'queued' AND (claimed_by IS NULL OR claimed_by = $2 OR lease_until < $4) \
+             AND (awaiting_review = 0 OR $5 = 1)",
         )
         .bind(exam.as_str())
         .bind(who.as_str())
         .bind(lease_until.0)
+        .bind(now.0)
+        .bind(i64::from(senior))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn submit_for_review(
+        &self,
+        exam: &ExamId,
+        who: &Username,
+        now: UnixMillis,
+    ) -> Result<bool, PortError> {
+        let r = sqlx::query(
+            "UPDATE exams SET awaiting_review = 1, drafted_by = $2, claimed_by = NULL, lease_until = NULL, updated_at = $3 \
+             WHERE exam_id = $1 AND state = 'queued' AND claimed_by = $2 AND lease_until >= $3",
+        )
+        .bind(exam.as_str())
+        .bind(who.as_str())
         .bind(now.0)
         .execute(&self.pool)
         .await
@@ -1023,15 +1050,16 @@ impl Catalog for SqlCatalog {
         &self,
         pools: &[PoolId],
         who: &Username,
+        senior: bool,
         now: UnixMillis,
         lease_until: UnixMillis,
     ) -> Result<Option<ExamId>, PortError> {
         if pools.is_empty() {
             return Ok(None);
         }
-        // Placeholders $4.. are the pools; the SQL text holds only them and fixed clauses.
+        // Placeholders $5.. are the pools; the SQL text holds only them and fixed clauses.
         let list = (0..pools.len())
-            .map(|i| format!("${}", i + 4))
+            .map(|i| format!("${}", i + 5))
             .collect::<Vec<_>>()
             .join(", ");
         // PostgreSQL: the candidate row is locked and rows other replicas hold are skipped, so a busy
@@ -1044,13 +1072,14 @@ impl Catalog for SqlCatalog {
             "UPDATE exams SET claimed_by = $1, lease_until = $2, updated_at = $3, first_claimed_at = COALESCE(first_claimed_at, $3) \
              WHERE exam_id = (SELECT exam_id FROM exams WHERE state = 'queued' \
              AND (claimed_by IS NULL OR lease_until < $3) AND (pool_id IN ({list}) OR escalated_pool IN ({list})) \
-             ORDER BY priority_rank, due_at, exam_id LIMIT 1{lock}) \
+             AND (awaiting_review = 0 OR $4 = 1) ORDER BY priority_rank, due_at, exam_id LIMIT 1{lock}) \
              AND state = 'queued' AND (claimed_by IS NULL OR lease_until < $3) RETURNING exam_id"
         );
         let mut q = sqlx::query_scalar::<_, String>(text)
             .bind(who.as_str())
             .bind(lease_until.0)
-            .bind(now.0);
+            .bind(now.0)
+            .bind(i64::from(senior));
         for p in pools {
             q = q.bind(p.as_str());
         }
