@@ -227,10 +227,18 @@ pub async fn deliver_webhooks(hub: &Hub) -> Result<usize, yilian_app::PortError>
     let Some(url) = hub.config.notifications.webhook_url.clone() else {
         return Ok(0);
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| yilian_app::PortError::Unavailable(format!("webhook client: {e}")))?;
+    // One client (and its connection pool) for the process, not one per sweep.
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = match CLIENT.get() {
+        Some(c) => c,
+        None => {
+            let c = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| yilian_app::PortError::Unavailable(format!("webhook client: {e}")))?;
+            CLIENT.get_or_init(|| c)
+        }
+    };
     let mut sent = 0;
     for n in hub.pending_webhooks(50).await? {
         let body = api::notification_json(&hub.config.alliance.id, &n).to_string();
