@@ -20,9 +20,26 @@ use yilian_fixtures::{InstanceSpec, instance_bytes};
 const READERS: usize = 8;
 const STUDIES: u32 = 40;
 
-/// The demo alliance with eight more readers of `county-rad`.
+/// The demo alliance with eight more readers of `county-rad`, without its rota: every reader is on
+/// duty and the hub offers nothing, so the readers' "next" calls alone drain the queue.
 fn config_text() -> String {
-    let mut text = yilian_config::DEMO_TOML.to_string();
+    let mut text = String::new();
+    let mut in_rota = false;
+    for line in yilian_config::DEMO_TOML.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            in_rota = t.starts_with("[rota") || t.starts_with("[[rota");
+        }
+        if !in_rota {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    assert!(
+        !text.contains("[rota") && !text.contains("[[rota"),
+        "the rota is stripped"
+    );
+    text.push_str("\n[rota]\noffer_secs = 0\n");
     for i in 1..=READERS {
         text.push_str(&format!(
             "\n[[users]]\nusername = \"sim.reader{i}\"\nname = \"模拟医生{i}\"\nrole = \"reader\"\nsite = \"county-people\"\npools = [\"county-rad\"]\n"

@@ -60,6 +60,13 @@ async fn an_admin_reloads_routing_rules_without_a_restart() {
     }
 }
 
+/// Every reader may read every modality of their pools.
+fn any_modality(c: &mut yilian_config::Config) {
+    for u in &mut c.users {
+        u.modalities.clear();
+    }
+}
+
 async fn route_one(t: &TestHub, tech: &str, n: u32) -> Value {
     let (study, bytes) = ct_study(n);
     t.stow_all(tech, &[bytes]).await;
@@ -78,7 +85,12 @@ async fn reload(backend: &Backend) {
     let path = file.path().join("yilian.toml");
     std::fs::write(&path, yilian_config::DEMO_TOML).unwrap();
     let p = path.clone();
-    let t = TestHub::start(backend, Some(clock.clone()), move |c| c.set_source_path(p)).await;
+    let t = TestHub::start(backend, Some(clock.clone()), move |c| {
+        c.set_source_path(p);
+        // The new rule sends a CT to the ECG on-call pool: its reader must be qualified for CT.
+        any_modality(c);
+    })
+    .await;
     let tech = t.token("wang.tech").await;
     let admin = t.token("admin").await;
     let reader = t.token("li.reader").await;
@@ -198,6 +210,8 @@ async fn escalation_asks_the_fallback_pool_before_the_senior_pool() {
             rule.fallback_pool = Some("county-ecg".into());
             rule.escalate_to = Some("county-ecg-oncall".into());
             rule.urgent_sla_minutes = Some(30);
+            // The ECG pools stand in for a second imaging tier: their readers may read the CT.
+            any_modality(c);
         })
         .await;
         let tech = t.token("wang.tech").await;

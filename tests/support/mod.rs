@@ -110,6 +110,12 @@ impl TestHub {
         cfg.blobs.url = format!("file://{}/blobs", dir.path().display());
         cfg.keys.dir = dir.path().join("keys");
         cfg.server.http_addr = "127.0.0.1:0".into();
+        // Tests that are not about duty run with every reader always on duty and no offers (pure
+        // pull); the duty tests put a calendar back in `tweak`.
+        cfg.rota = yilian_policy::Rota {
+            offer_secs: 0,
+            ..yilian_policy::Rota::default()
+        };
         tweak(&mut cfg);
         cfg.validate().expect("valid test config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

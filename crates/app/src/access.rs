@@ -33,6 +33,8 @@ pub enum Action {
     ViewMetrics,
     /// Reload the routing rules from the configuration file.
     ManageRouting,
+    /// See who is on duty in a pool, their qualifications and open work (no clinical data).
+    ViewDuty,
 }
 
 /// The matrix. Anything not listed is refused.
@@ -56,6 +58,7 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::LookupResults,
             Action::ViewReport,
             Action::ListKeys,
+            Action::ViewDuty,
         ],
     ),
     (
@@ -74,6 +77,7 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::ReassignExam,
             Action::ViewMetrics,
             Action::ManageRouting,
+            Action::ViewDuty,
         ],
     ),
 ];

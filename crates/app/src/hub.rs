@@ -8,6 +8,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use yilian_config::{Config, RoutingConfig};
 use yilian_domain::{LocalPatientId, PatientKey, ResidentId, UnixMillis, Username};
+use yilian_policy::Rota;
 use yilian_signing::{ALGORITHM_ED25519, PublicKeyRecord, format_time};
 
 use crate::access::Principal;
@@ -45,6 +46,8 @@ pub struct Hub {
     /// reload (SIGHUP or the admin endpoint). Read it with [`Hub::routing`], never `config.routing`'s
     /// rules, so every decision uses one consistent rule set.
     routing: Arc<RwLock<Arc<RoutingConfig>>>,
+    /// The on-duty calendar in force (`[rota]`), swapped with the routing rules by a reload.
+    rota: Arc<RwLock<Arc<Rota>>>,
 }
 
 impl Hub {
@@ -59,6 +62,7 @@ impl Hub {
             render_cache: Arc::new(RenderCache::new(config.server.render_cache_bytes)),
             counters: Arc::new(HubCounters::default()),
             routing: Arc::new(RwLock::new(Arc::new(config.routing.clone()))),
+            rota: Arc::new(RwLock::new(Arc::new(config.rota.clone()))),
             config,
             catalog,
             blobs,
@@ -80,12 +84,25 @@ impl Hub {
         }
     }
 
-    /// Puts a validated rule set in force at once; routing decisions after this see only it.
-    pub(crate) fn swap_routing(&self, next: RoutingConfig) {
+    /// The on-duty calendar in force.
+    pub fn rota(&self) -> Arc<Rota> {
+        match self.rota.read() {
+            Ok(g) => Arc::clone(&g),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Puts a validated rule set and calendar in force; decisions after this see only them.
+    pub(crate) fn swap_routing(&self, next: RoutingConfig, rota: Rota) {
         let next = Arc::new(next);
         match self.routing.write() {
             Ok(mut g) => *g = next,
             Err(poisoned) => *poisoned.into_inner() = next,
+        }
+        let rota = Arc::new(rota);
+        match self.rota.write() {
+            Ok(mut g) => *g = rota,
+            Err(poisoned) => *poisoned.into_inner() = rota,
         }
     }
 

@@ -250,6 +250,8 @@ pub struct NewExam {
     pub notification: Option<Notification>,
     /// The routing rule requires a senior (second) review of the report.
     pub review: bool,
+    /// Only readers with this subspecialty are offered the exam.
+    pub subspecialty: Option<String>,
 }
 
 /// A notice to a pool's readers that an exam needs them now (urgent routing, escalation). Carries no
@@ -269,6 +271,30 @@ pub struct Notification {
     /// `none` (no webhook configured), `pending`, `sent` or `failed`.
     pub webhook_state: String,
     pub webhook_attempts: i64,
+    /// The readers told (those on duty when it was raised). Empty: every reader of the pool.
+    /// Filled on insert and for webhook delivery; reader polls leave it empty.
+    pub recipients: Vec<Username>,
+}
+
+/// What a reader may take with "next": their qualifications as the claim query filters them.
+#[derive(Clone, Debug, Default)]
+pub struct ReaderFit {
+    /// Modalities (empty: any).
+    pub modalities: Vec<String>,
+    /// Subspecialties; an exam that asks for one is taken only by a reader who has it.
+    pub subspecialties: Vec<String>,
+    /// May take exams awaiting review.
+    pub senior: bool,
+}
+
+/// A reader's open work, for balancing offers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReaderLoad {
+    pub username: Username,
+    /// Live leases plus live unclaimed offers.
+    pub open_items: i64,
+    /// The latest offer or first claim that named them.
+    pub last_assigned_at: Option<UnixMillis>,
 }
 
 /// An exam with the study facts a worklist shows.
@@ -307,9 +333,33 @@ pub struct ExamRecord {
     pub drafted_by: Option<Username>,
     /// When the next escalation step falls due (the rule's `escalate_to` after its `fallback_pool`).
     pub escalate_next_at: Option<UnixMillis>,
+    /// Only readers with this subspecialty (lower case) may read it.
+    pub subspecialty: Option<String>,
+    /// The reader last offered the exam (or who last released it).
+    pub offered_to: Option<Username>,
+    pub offered_at: Option<UnixMillis>,
+    /// Until when the offer holds; past or `None`: no live offer.
+    pub offer_until: Option<UnixMillis>,
+    /// Why it was offered to that reader.
+    pub offer_reason: Option<String>,
 }
 
 impl ExamRecord {
+    /// The reader the exam is offered to right now, if any.
+    pub fn live_offer(&self, now: UnixMillis) -> Option<&Username> {
+        match (self.offered_to.as_ref(), self.offer_until) {
+            (Some(u), Some(until)) if until >= now => Some(u),
+            _ => None,
+        }
+    }
+
+    /// The pools whose readers see the exam: its own and the one it escalated to.
+    pub fn pools(&self) -> Vec<PoolId> {
+        let mut out = vec![self.pool.clone()];
+        out.extend(self.escalated_pool.clone());
+        out
+    }
+
     /// True when the reader's pools include the exam's pool or the pool it escalated to.
     pub fn visible_to(&self, pools: &[PoolId]) -> bool {
         pools.contains(&self.pool)
@@ -490,10 +540,12 @@ pub trait Catalog: Send + Sync {
     ) -> Result<bool, PortError>;
 
     // --- notifications
-    /// Notifications for these pools after the cursor (oldest first).
+    /// Notifications for these pools after the cursor (oldest first): those addressed to the whole
+    /// pool and those addressed to `who`.
     async fn notifications_for(
         &self,
         pools: &[PoolId],
+        who: &Username,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Notification>, PortError>;
@@ -552,15 +604,38 @@ pub trait Catalog: Send + Sync {
     /// Takes a lease on the most urgent claimable exam of these pools (or escalated to them): queued,
     /// unclaimed or with a lapsed lease, by priority then due time. Atomic across hub replicas (the
     /// candidate row is locked with `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer).
+    /// Only exams the reader fits are taken, and none offered to another reader while that offer
+    /// lives; among equal priority the caller's own offers come first.
     async fn claim_next(
         &self,
         pools: &[PoolId],
         who: &Username,
-        senior: bool,
+        fit: &ReaderFit,
         now: UnixMillis,
         lease_until: UnixMillis,
     ) -> Result<Option<ExamId>, PortError>;
+    /// Drops `who`'s lease; `who` is remembered as the last reader offered the exam.
     async fn release(&self, exam: &ExamId, who: &Username) -> Result<bool, PortError>;
+    /// Queued exams with no live lease and no live offer, most urgent first: what the offer sweep
+    /// places.
+    async fn offer_candidates(
+        &self,
+        now: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<ExamRecord>, PortError>;
+    /// Every reader who holds or was offered an exam, with their open items.
+    async fn reader_loads(&self, now: UnixMillis) -> Result<Vec<ReaderLoad>, PortError>;
+    /// Offers the exam to `to` until `until` (conditional on no live lease or offer), with an
+    /// optional notification in the same transaction. False when it was not offered.
+    async fn offer_exam(
+        &self,
+        exam: &ExamId,
+        to: &Username,
+        reason: &str,
+        now: UnixMillis,
+        until: UnixMillis,
+        notification: Option<&Notification>,
+    ) -> Result<bool, PortError>;
     /// Gives a queued exam's lease to `to`, whoever held it. False when the exam is not queued.
     async fn reassign(
         &self,

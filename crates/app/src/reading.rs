@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use yilian_domain::{ExamId, ExamState, ReportId, ReportStatus, Role, UnixMillis, Username};
+use yilian_policy::ExamNeeds;
 use yilian_signing::{
     ALGORITHM_ED25519, SignatureBlock, SignedDocument, canonicalize, format_time,
 };
@@ -31,10 +32,21 @@ pub struct ExamDetail {
 pub const REPORT_SCHEMA: &str = "yilian.report.v1";
 
 impl Hub {
-    /// The caller's pools' exams that still need a report, most urgent first, then by due time.
+    /// The caller's pools' exams that still need a report and that the caller is qualified to read
+    /// (modality, subspecialty), most urgent first, then by due time. Exams awaiting a senior's
+    /// review stay visible to juniors (they cannot claim them).
     pub async fn worklist(&self, who: &Principal) -> Result<Vec<ExamRecord>, AppError> {
         require(who, Action::ReadWorklist)?;
-        Ok(self.catalog.worklist(&who.pools).await?)
+        let q = who.qualifications();
+        let mut list = self.catalog.worklist(&who.pools).await?;
+        list.retain(|e| {
+            let needs = ExamNeeds {
+                senior: false,
+                ..e.needs()
+            };
+            yilian_policy::qualified(&q, &needs).is_ok()
+        });
+        Ok(list)
     }
 
     /// An exam in one of the caller's pools (else not found).
@@ -80,6 +92,8 @@ impl Hub {
                 "the report awaits a senior reader's review (审核)",
             ));
         }
+        yilian_policy::qualified(&who.qualifications(), &exam.needs())
+            .map_err(|why| AppError::conflict("not_qualified", why))?;
         let now = self.now();
         let until = now.plus_secs(self.config.routing.lease_secs);
         if !self
@@ -112,15 +126,30 @@ impl Hub {
         self.exam_for_reader(who, exam_id).await
     }
 
-    /// "Give me the next one": a lease on the most urgent claimable exam of the caller's pools, or
-    /// `None` when nothing is waiting. Two readers (on any hub replica) never get the same exam.
+    /// "Give me the next one": a lease on the most urgent exam the caller may read in the pools where
+    /// they are on duty (an exam offered to them first among equals; none offered to someone else),
+    /// or `None` when nothing is waiting. Off duty in every pool: a conflict. Two readers (on any hub
+    /// replica) never get the same exam.
     pub async fn claim_next(&self, who: &Principal) -> Result<Option<ExamRecord>, AppError> {
         require(who, Action::ReportExam)?;
         let now = self.now();
+        let pools = self.on_duty_pools(who, now);
+        if pools.is_empty() && !who.pools.is_empty() {
+            let why = who
+                .pools
+                .iter()
+                .map(|p| format!("{p}: {}", self.duty(&who.username, p, now).describe()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(AppError::conflict(
+                "off_duty",
+                format!("you are not on duty ({why}); open an exam from the worklist to cover"),
+            ));
+        }
         let until = now.plus_secs(self.config.routing.lease_secs);
         let Some(exam_id) = self
             .catalog
-            .claim_next(&who.pools, &who.username, who.senior, now, until)
+            .claim_next(&pools, &who.username, &Self::reader_fit(who), now, until)
             .await?
         else {
             return Ok(None);
@@ -170,6 +199,8 @@ impl Hub {
         if exam.state != ExamState::Queued {
             return Err(already_reported());
         }
+        yilian_policy::qualified(&target.qualifications(), &exam.needs())
+            .map_err(|why| AppError::conflict("not_qualified", format!("{to}: {why}")))?;
         let now = self.now();
         let until = now.plus_secs(self.config.routing.lease_secs);
         if !self

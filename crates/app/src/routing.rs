@@ -2,7 +2,7 @@
 //! exams escalate; an admin reloads the rules without a restart.
 
 use yilian_domain::{ExamId, ExamKind, ExamState, Priority, StudyInstanceUid};
-use yilian_policy::{EscalationFacts, RoutingFacts, escalate, route};
+use yilian_policy::{EscalationFacts, ExamNeeds, RoutingFacts, escalate, route};
 
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
@@ -109,6 +109,11 @@ impl Hub {
                 let exam_id = ExamId::new(ulid::Ulid::new().to_string())
                     .map_err(|e| PortError::Corrupt(e.to_string()))?;
                 let modality = modalities.first().cloned().unwrap_or_else(|| "OT".into());
+                let needs = ExamNeeds {
+                    modality: modality.clone(),
+                    subspecialty: decision.subspecialty.clone(),
+                    senior: false,
+                };
                 let notification = (decision.priority != Priority::Routine).then(|| {
                     self.notification(
                         "exam.urgent",
@@ -116,6 +121,7 @@ impl Hub {
                         &decision.pool,
                         decision.priority,
                         decision.due_at,
+                        &needs,
                         decision.explanation.clone(),
                     )
                 });
@@ -136,6 +142,7 @@ impl Hub {
                     route_reason: decision.explanation.clone(),
                     created_at: now,
                     review: decision.review,
+                    subspecialty: decision.subspecialty.clone(),
                 };
                 if self.catalog.create_exam(&exam).await? {
                     tracing::info!(exam_id = %exam_id, study = %study_uid, "routed: {}", decision.explanation);
@@ -210,6 +217,7 @@ impl Hub {
             &exam.pool,
             priority,
             due_at,
+            &exam.needs(),
             format!("flagged urgent by the site: {}", reason.trim()),
         );
         self.catalog
@@ -266,6 +274,7 @@ impl Hub {
                 e.to_pool.as_ref().unwrap_or(&exam.pool),
                 e.priority,
                 exam.due_at,
+                &exam.needs(),
                 e.explanation.clone(),
             );
             let done = match (exam.escalated_at, &e.to_pool) {
@@ -322,7 +331,7 @@ impl Hub {
         match self.config.reload_routing() {
             Ok(next) => {
                 let names = next.routing.rules().names();
-                self.swap_routing(next.routing);
+                self.swap_routing(next.routing, next.rota);
                 tracing::info!(rules = ?names, "routing rules reloaded");
                 Ok(names)
             }

@@ -153,12 +153,26 @@ const SHIFTS: &[Shift] = &[
     },
 ];
 
-fn on_shift(s: &Shift, minute_of_day: i64) -> bool {
-    if s.from <= s.to {
-        (s.from..s.to).contains(&minute_of_day)
-    } else {
-        minute_of_day >= s.from || minute_of_day < s.to
-    }
+/// The shifts as the hub's on-duty calendar (`[rota]`): each reader's shift in their first pool,
+/// every day. The hub, not the simulator, decides who is on duty.
+fn rota_shifts(cfg: &Config) -> Vec<yilian_policy::Shift> {
+    let hhmm = |m: i64| format!("{:02}:{:02}", m / 60, m % 60);
+    SHIFTS
+        .iter()
+        .map(|s| yilian_policy::Shift {
+            name: format!("{}-{}", hhmm(s.from), hhmm(s.to)),
+            pool: cfg
+                .users
+                .iter()
+                .find(|u| u.username == s.username)
+                .and_then(|u| u.pools.first().cloned())
+                .unwrap_or_default(),
+            hours: (s.to - s.from != 24 * 60).then(|| format!("{}-{}", hhmm(s.from), hhmm(s.to))),
+            days: Vec::new(),
+            dates: Vec::new(),
+            readers: vec![s.username.into()],
+        })
+        .collect()
 }
 
 /// What happened to one exam.
@@ -253,13 +267,8 @@ fn image_file(n: usize, kind: Kind) -> Vec<u8> {
     yilian_fixtures::instance_bytes(&spec)
 }
 
-/// Replays the day once with readers taking exams in `order`; returns the results per priority.
-async fn run(seed: u64, order: Order, dir: &std::path::Path) -> anyhow::Result<Vec<Row>> {
-    let mut cfg = Config::demo()?;
-    cfg.database.url = format!("sqlite://{}/catalog.db?mode=rwc", dir.display());
-    cfg.blobs.url = format!("file://{}/blobs", dir.display());
-    cfg.keys.dir = dir.join("keys");
-    cfg.dicom.enabled = false;
+/// The demo's readers plus two simulated ECG readers, all on the simulation's shifts.
+fn add_sim_readers(cfg: &mut Config) {
     for (name, label) in [
         ("sim.ecg.late", "模拟心电医生(中班)"),
         ("sim.ecg.night", "模拟心电医生(夜班)"),
@@ -271,11 +280,32 @@ async fn run(seed: u64, order: Order, dir: &std::path::Path) -> anyhow::Result<V
             site: "county-people".into(),
             pools: vec!["county-ecg".into()],
             seniority: None,
+            modalities: vec!["ECG".into()],
+            subspecialties: Vec::new(),
         });
     }
+    cfg.rota.shifts = rota_shifts(cfg);
+    cfg.rota.leave.clear();
+}
+
+/// One replay: the results per priority and how many exams each reader signed.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub rows: Vec<Row>,
+    pub reads: std::collections::BTreeMap<String, usize>,
+}
+
+/// Replays the day once with readers taking exams in `order`; returns the results per priority.
+async fn run(seed: u64, order: Order, dir: &std::path::Path) -> anyhow::Result<Run> {
+    let mut cfg = Config::demo()?;
+    cfg.database.url = format!("sqlite://{}/catalog.db?mode=rwc", dir.display());
+    cfg.blobs.url = format!("file://{}/blobs", dir.display());
+    cfg.keys.dir = dir.join("keys");
+    cfg.dicom.enabled = false;
+    add_sim_readers(&mut cfg);
     cfg.validate()?;
     // Day 1, 00:00 China Standard Time.
-    let start = 1_795_104_000_000_i64 - 8 * 3_600_000;
+    let start = 1_795_104_000_000_i64;
     let clock = Arc::new(SimClock(AtomicI64::new(start)));
     let hub: Hub = crate::open_hub_with_clock(cfg, clock.clone()).await?;
     let tech = hub.config.user("wang.tech").context("demo tech")?;
@@ -294,6 +324,7 @@ async fn run(seed: u64, order: Order, dir: &std::path::Path) -> anyhow::Result<V
     let mut read_time: std::collections::HashMap<String, i64> = Default::default();
     // Per reader: the exam being read and the minute it is done.
     let mut busy: Vec<Option<(ExamId, i64)>> = vec![None; readers.len()];
+    let mut reads = std::collections::BTreeMap::new();
     let mut next = 0;
     let horizon = 48 * 60;
     for minute in 0..horizon {
@@ -334,7 +365,10 @@ async fn run(seed: u64, order: Order, dir: &std::path::Path) -> anyhow::Result<V
             );
         }
         hub.escalate_overdue().await?;
-        for (slot, (shift, reader)) in busy.iter_mut().zip(&readers) {
+        if order == Order::Priority {
+            hub.offer_waiting().await?;
+        }
+        for (slot, (_shift, reader)) in busy.iter_mut().zip(&readers) {
             if let Some((exam, done)) = slot.clone() {
                 if done > minute {
                     continue;
@@ -344,12 +378,13 @@ async fn run(seed: u64, order: Order, dir: &std::path::Path) -> anyhow::Result<V
                     impression: "模拟结论。".into(),
                 };
                 hub.sign(reader, &exam, Some(input)).await?;
+                *reads.entry(reader.username.to_string()).or_insert(0) += 1;
                 if let Some(o) = outcomes.get_mut(exam.as_str()) {
                     o.signed = Some(minute);
                 }
                 *slot = None;
             }
-            if !on_shift(shift, minute % (24 * 60)) {
+            if hub.on_duty_pools(reader, hub.now()).is_empty() {
                 continue;
             }
             let claimed = match order {
@@ -380,7 +415,10 @@ async fn run(seed: u64, order: Order, dir: &std::path::Path) -> anyhow::Result<V
     if outcomes.len() != day.len() {
         bail!("{} arrivals but {} exams", day.len(), outcomes.len());
     }
-    Ok(summarise(&outcomes))
+    Ok(Run {
+        rows: summarise(&outcomes),
+        reads,
+    })
 }
 
 /// Runs the day both ways and prints the comparison.
@@ -389,8 +427,8 @@ pub async fn simulate(seed: u64) -> anyhow::Result<()> {
     for order in [Order::Priority, Order::Fifo] {
         let dir = tempfile::tempdir().context("a folder for the simulated catalog")?;
         let t0 = std::time::Instant::now();
-        let rows = run(seed, order, dir.path()).await?;
-        tables.push((order, rows, t0.elapsed()));
+        let r = run(seed, order, dir.path()).await?;
+        tables.push((order, r, t0.elapsed()));
     }
     let day = arrivals(seed);
     let ecg = day
@@ -405,8 +443,8 @@ pub async fn simulate(seed: u64) -> anyhow::Result<()> {
     println!("| order | priority | exams | signed within SLA | p50 min | p90 min | max min |");
     println!("|---|---|---|---|---|---|---|");
     let show = |v: Option<i64>| v.map_or("—".to_string(), |m| m.to_string());
-    for (order, rows, took) in &tables {
-        for r in rows {
+    for (order, run, took) in &tables {
+        for r in &run.rows {
             println!(
                 "| {} | {} | {} | {} ({:.0}%) | {} | {} | {} |",
                 order.label(),
@@ -429,6 +467,14 @@ pub async fn simulate(seed: u64) -> anyhow::Result<()> {
             took.as_secs_f64()
         );
     }
+    for (order, run, _) in &tables {
+        let reads: Vec<String> = run.reads.iter().map(|(u, n)| format!("{u} {n}")).collect();
+        println!(
+            "exams signed per reader, {}: {}",
+            order.label(),
+            reads.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -442,12 +488,17 @@ mod tests {
         assert_eq!(day.len(), 267);
         assert!(day.windows(2).all(|w| w[0].minute <= w[1].minute));
         assert!(day.iter().all(|a| (0..24 * 60).contains(&a.minute)));
+        let mut cfg = Config::demo().unwrap();
+        add_sim_readers(&mut cfg);
+        cfg.validate().unwrap();
+        let rota = cfg.rota.clone();
+        let start = 1_795_104_000_000_i64;
         for m in (0..24 * 60).step_by(30) {
-            let ecg = SHIFTS
+            let at = UnixMillis(start + m * 60_000);
+            let ecg = ["sun.ecg", "sim.ecg.late", "sim.ecg.night"]
                 .iter()
-                .filter(|s| s.username.contains("ecg") && !s.username.contains("qian"))
-                .any(|s| on_shift(s, m));
-            assert!(ecg, "an ECG reader is on at minute {m}");
+                .any(|r| rota.duty(r, "county-ecg", at, 480).on_duty());
+            assert!(ecg, "an ECG reader is on duty at minute {m}");
         }
     }
 
@@ -456,8 +507,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_hub_order_reads_stat_exams_in_time_and_beats_fifo_on_urgent_work() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let hub = run(1, Order::Priority, a.path()).await.unwrap();
-        let fifo = run(1, Order::Fifo, b.path()).await.unwrap();
+        let hub = run(1, Order::Priority, a.path()).await.unwrap().rows;
+        let fifo = run(1, Order::Fifo, b.path()).await.unwrap().rows;
         let total: usize = hub.iter().map(|r| r.exams).sum();
         assert_eq!(total, arrivals(1).len(), "every arrival became an exam");
         let stat = &hub[0];

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use yilian_domain::{PoolId, Role, SiteId, Username};
-use yilian_policy::{EcgAlertRules, RecognitionRules, RoutingRule, RoutingRules};
+use yilian_policy::{
+    EcgAlertRules, Qualifications, RecognitionRules, Rota, RoutingRule, RoutingRules,
+};
 
 /// The demo alliance, embedded so `yilian demo` works from any directory.
 pub const DEMO_TOML: &str = include_str!("../../../config/demo.toml");
@@ -71,6 +73,9 @@ pub struct Config {
     pub dicom: DicomConfig,
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// The on-duty calendar (排班): shifts per pool, leave, how long an offer waits.
+    #[serde(default)]
+    pub rota: Rota,
     /// Where the configuration was read from, and where each routing rule sits in it.
     #[serde(skip)]
     source: Source,
@@ -350,6 +355,12 @@ pub struct UserConfig {
     /// review and submits them for a senior's countersign (审核).
     #[serde(default)]
     pub seniority: Option<String>,
+    /// Readers: modalities they read (`CT`, `DX`, `ECG`…). Empty: every modality of their pools.
+    #[serde(default)]
+    pub modalities: Vec<String>,
+    /// Readers: subspecialties (`neuro`, `chest`…), matched by rules that ask for one.
+    #[serde(default)]
+    pub subspecialties: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -396,6 +407,20 @@ pub struct User {
     pub pools: Vec<PoolId>,
     /// May countersign (a senior reader); false for junior readers.
     pub senior: bool,
+    /// Modalities read (empty: all of the pools').
+    pub modalities: Vec<String>,
+    pub subspecialties: Vec<String>,
+}
+
+impl User {
+    /// What the user may read, for `yilian_policy::qualified` and offers.
+    pub fn qualifications(&self) -> Qualifications {
+        Qualifications {
+            modalities: self.modalities.clone(),
+            subspecialties: self.subspecialties.clone(),
+            senior: self.senior,
+        }
+    }
 }
 
 impl Config {
@@ -426,7 +451,7 @@ impl Config {
 
     /// Reads the routing section again from where this configuration came from (its file, else the
     /// embedded demo) and validates it against this configuration's sites and pools. Only
-    /// `[[routing.rules]]` and `[routing.ecg]` are taken; other changes need a restart. On any
+    /// `[[routing.rules]]`, `[routing.ecg]` and `[rota]` (shifts, leave) are taken; other changes need a restart. On any
     /// error the caller keeps the rules it has.
     pub fn reload_routing(&self) -> Result<Config, ConfigError> {
         let mut fresh = match &self.source.path {
@@ -452,6 +477,7 @@ impl Config {
         let mut next = self.clone();
         next.routing.rules = std::mem::take(&mut fresh.routing.rules);
         next.routing.ecg = fresh.routing.ecg.clone();
+        next.rota = fresh.rota;
         next.source = fresh.source;
         next.validate()?;
         Ok(next)
@@ -673,6 +699,21 @@ impl Config {
             if !pool_ids.contains(r.pool.as_str()) {
                 return Err(self.rule_error(i, "pool", format!("unknown pool {:?}", r.pool)));
             }
+            if let Some(sub) = &r.subspecialty
+                && !self.users.iter().any(|u| {
+                    u.pools.contains(&r.pool)
+                        && u.subspecialties.iter().any(|x| x.eq_ignore_ascii_case(sub))
+                })
+            {
+                return Err(self.rule_error(
+                    i,
+                    "subspecialty",
+                    format!(
+                        "no reader of pool {:?} has subspecialty {sub:?}: its exams could never be offered",
+                        r.pool
+                    ),
+                ));
+            }
             for s in &r.sites {
                 if !site_ids.contains(s.as_str()) {
                     return Err(self.rule_error(i, "sites", format!("unknown site {s:?}")));
@@ -703,11 +744,60 @@ impl Config {
             ));
         }
         self.validate_dicom(&site_ids)?;
+        self.validate_rota()?;
         for (i, it) in self.recognition.items.iter().enumerate() {
             if it.validity_days <= 0 {
                 return Err(invalid(
                     format!("recognition.items[{i}].validity_days"),
                     "must be positive",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Shifts name known pools and readers of those pools; leave names known readers; times readable.
+    fn validate_rota(&self) -> Result<(), ConfigError> {
+        if self.rota.offer_secs < 0 {
+            return Err(invalid(
+                "rota.offer_secs",
+                "must be 0 (no offers: readers only pull) or positive",
+            ));
+        }
+        if self.rota.max_open == 0 {
+            return Err(invalid(
+                "rota.max_open",
+                "must be at least 1 (nobody would ever be offered an exam)",
+            ));
+        }
+        for (i, s) in self.rota.shifts.iter().enumerate() {
+            let key = |k: &str| format!("rota.shifts[{i}] ({}).{k}", s.name);
+            s.check().map_err(|p| invalid(key(p.key), p.message))?;
+            if self.pool(&s.pool).is_none() {
+                return Err(invalid(key("pool"), format!("unknown pool {:?}", s.pool)));
+            }
+            for r in &s.readers {
+                match self.users.iter().find(|u| &u.username == r) {
+                    None => {
+                        return Err(invalid(key("readers"), format!("unknown user {r:?}")));
+                    }
+                    Some(u) if !u.pools.contains(&s.pool) => {
+                        return Err(invalid(
+                            key("readers"),
+                            format!("{r:?} is not a reader of pool {:?}", s.pool),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        for (i, l) in self.rota.leave.iter().enumerate() {
+            let key = |k: &str| format!("rota.leave[{i}].{k}");
+            l.check().map_err(|p| invalid(key(p.key), p.message))?;
+            if !self.users.iter().any(|u| u.username == l.reader) {
+                return Err(invalid(
+                    key("reader"),
+                    format!("unknown user {:?}", l.reader),
                 ));
             }
         }
@@ -792,6 +882,8 @@ impl Config {
             site: SiteId::new(n.site.clone()).ok()?,
             pools: Vec::new(),
             senior: false,
+            modalities: Vec::new(),
+            subspecialties: Vec::new(),
         })
     }
 
@@ -827,6 +919,8 @@ impl Config {
                 .filter_map(|p| PoolId::new(p.clone()).ok())
                 .collect(),
             senior: u.seniority.as_deref() != Some("junior"),
+            modalities: u.modalities.clone(),
+            subspecialties: u.subspecialties.clone(),
         })
     }
 

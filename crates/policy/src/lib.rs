@@ -1,13 +1,17 @@
 //! Yilian's policy: pure decisions with explanations. `route` puts an exam on a pool's worklist;
 //! `recognise` says whether a published result is mutually recognised (互认); `ecg_alerts` says what in
-//! an ECG makes it urgent; `escalate` decides when an overdue exam goes up a tier. It only plans; `yilian-app`
+//! an ECG makes it urgent; `escalate` decides when an overdue exam goes up a tier; `duty` says who is on duty and who is offered an exam. It only plans; `yilian-app`
 //! carries decisions out. No I/O, no clock: time is an argument.
 
 pub mod calendar;
+pub mod duty;
 pub mod ecg;
 pub mod recognition;
 pub mod routing;
 
+pub use duty::{
+    Candidate, Duty, ExamNeeds, Leave, Offer, Qualifications, Rota, Shift, offer, qualified,
+};
 pub use ecg::{EcgAlertFacts, EcgAlertRules, ecg_alerts};
 pub use recognition::{
     RecognitionDecision, RecognitionFacts, RecognitionRule, RecognitionRules, recognise,

@@ -74,6 +74,10 @@ pub struct RoutingRule {
     /// worklist; the review workflow itself is not part of routing.
     #[serde(default)]
     pub review: bool,
+    /// The exam is offered only to readers with this subspecialty (`[[users]] subspecialties`), e.g.
+    /// `neuro` for stroke CTs. Absent: any reader of the pool qualified for the modality.
+    #[serde(default)]
+    pub subspecialty: Option<String>,
 }
 
 /// A rule that matches everything, routine, with no pool or SLA yet: a base for rules built in code.
@@ -98,6 +102,7 @@ impl Default for RoutingRule {
             fallback_pool: None,
             escalate_to: None,
             review: false,
+            subspecialty: None,
         }
     }
 }
@@ -175,6 +180,8 @@ pub struct RouteDecision {
     pub due_at: UnixMillis,
     /// A senior review of the report is required.
     pub review: bool,
+    /// Only readers with this subspecialty are offered the exam.
+    pub subspecialty: Option<String>,
     /// Why, in words a person can read: the rule, every matcher that decided, and the target.
     pub explanation: String,
 }
@@ -428,6 +435,9 @@ pub fn route(
         if rule.review {
             explanation.push_str(", senior review required");
         }
+        if let Some(s) = &rule.subspecialty {
+            explanation.push_str(&format!(", for a {s} reader"));
+        }
         if !facts.alerts.is_empty() {
             explanation.push_str(&format!(" (stat: {})", facts.alerts.join("; ")));
         }
@@ -440,6 +450,7 @@ pub fn route(
             priority,
             due_at: now.plus_minutes(sla),
             review: rule.review,
+            subspecialty: rule.subspecialty.clone(),
             explanation,
         });
     }

@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use yilian_app::duty::Duty;
 use yilian_app::ports::{ExamRecord, ReportRecord};
 use yilian_app::reading::ReportInput;
 use yilian_app::routing::RouteOutcome;
@@ -36,6 +37,7 @@ fn study_uid(s: String) -> Result<StudyInstanceUid, ApiError> {
 
 fn exam_json(st: &AppState, e: &ExamRecord) -> Value {
     let site_name = st.hub.config.site(e.site.as_str()).map(|s| s.name.clone());
+    let now = st.hub.now();
     json!({
         "exam_id": e.exam_id.as_str(),
         "study_instance_uid": e.study_uid.as_str(),
@@ -62,6 +64,12 @@ fn exam_json(st: &AppState, e: &ExamRecord) -> Value {
         "awaiting_review": e.awaiting_review,
         "drafted_by": e.drafted_by.as_ref().map(|u| u.as_str()),
         "alerts": e.alerts.as_deref().and_then(|a| serde_json::from_str::<Value>(a).ok()).unwrap_or_else(|| json!([])),
+        "subspecialty": e.subspecialty,
+        "offer": e.live_offer(now).map(|to| json!({
+            "to": to.as_str(),
+            "until": e.offer_until.map(|t| format_time(t.0)),
+            "reason": e.offer_reason,
+        })),
         "escalation": e.escalated_at.map(|t| json!({
             "at": format_time(t.0),
             "pool_id": e.escalated_pool.as_ref().map(|p| p.as_str()),
@@ -169,7 +177,45 @@ pub(crate) fn notification_json(alliance: &str, n: &yilian_app::ports::Notificat
         "priority": n.priority.as_str(),
         "due_at": format_time(n.due_at.0),
         "message": n.message,
+        "recipients": n.recipients.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
     })
+}
+
+/// `GET /api/v1/duty`: who is on duty now in the caller's pools (an admin: all pools).
+pub async fn duty(State(st): State<AppState>, Caller(who): Caller) -> ApiResult {
+    let board = st.hub.duty_board(&who).await?;
+    let pools: Vec<Value> = board
+        .iter()
+        .map(|p| {
+            json!({
+                "pool_id": p.pool.as_str(),
+                "name": p.name,
+                "keeps_rota": p.keeps_rota,
+                "readers": p.readers.iter().map(|r| {
+                    let (state, shift) = match &r.duty {
+                        Duty::NoRota => ("on_duty", None),
+                        Duty::OnShift(s) => ("on_duty", Some(s.clone())),
+                        Duty::OnLeave(_) => ("on_leave", None),
+                        Duty::Off => ("off_duty", None),
+                    };
+                    json!({
+                        "username": r.username.as_str(),
+                        "name": r.name,
+                        "duty": state,
+                        "shift": shift,
+                        "explanation": r.duty.describe(),
+                        "seniority": if r.senior { "senior" } else { "junior" },
+                        "modalities": r.modalities,
+                        "subspecialties": r.subspecialties,
+                        "open_items": r.open_items,
+                    })
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "at": format_time(st.hub.now().0), "pools": pools }),
+    ))
 }
 
 /// `GET /api/v1/notifications?after=…`: urgent and escalated exams of the caller's pools.

@@ -120,6 +120,7 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/v1/worklist", get(api::worklist))
         .route("/api/v1/worklist/next", post(api::claim_next))
         .route("/api/v1/notifications", get(api::notifications))
+        .route("/api/v1/duty", get(api::duty))
         .route("/api/v1/exams/{id}", get(api::exam))
         .route("/api/v1/exams/{id}/claim", post(api::claim))
         .route("/api/v1/exams/{id}/release", post(api::release))
@@ -210,6 +211,9 @@ pub fn spawn_background(hub: Hub) -> tokio::task::JoinHandle<()> {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "escalation sweep failed"),
+            }
+            if let Err(e) = hub.offer_waiting().await {
+                tracing::warn!(error = %e, "offer sweep failed");
             }
             if let Err(e) = deliver_webhooks(&hub).await {
                 tracing::warn!(error = %e, "webhook delivery failed");

@@ -66,6 +66,34 @@ fn sqlite_path(url: &str) -> Option<&str> {
 }
 
 impl SqlCatalog {
+    /// Fills each notification's recipients with one query.
+    async fn load_recipients(&self, list: &mut [Notification]) -> Result<(), PortError> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let placeholders = (1..=list.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = sql!(
+            "SELECT notification_id, username FROM notification_recipients WHERE notification_id IN ({placeholders}) \
+             ORDER BY notification_id, username"
+        );
+        let mut q = sqlx::query(text);
+        for n in list.iter() {
+            q = q.bind(n.notification_id.clone());
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db)?;
+        for r in &rows {
+            let id: String = get(r, "notification_id")?;
+            let user = uid(r, "username", Username::new)?;
+            if let Some(n) = list.iter_mut().find(|n| n.notification_id == id) {
+                n.recipients.push(user);
+            }
+        }
+        Ok(())
+    }
+
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
@@ -220,7 +248,8 @@ fn instance_row(r: &AnyRow) -> Result<InstanceRecord, PortError> {
 const EXAM_COLS: &str = "e.exam_id, e.study_uid, e.site_id, e.patient_key, e.modality, e.pool_id, e.priority, e.due_at, e.route_rule, \
                          e.route_reason, e.state, e.claimed_by, e.lease_until, e.created_at, s.patient_id, s.issuer, s.patient_name, \
                          s.description, s.study_date, s.first_received_at, e.kind, e.alerts, e.escalated_pool, e.escalated_at, \
-                         e.escalation_reason, e.review_required, e.escalate_next_at, e.awaiting_review, e.drafted_by";
+                         e.escalation_reason, e.review_required, e.escalate_next_at, e.awaiting_review, e.drafted_by, \
+                         e.subspecialty, e.offered_to, e.offered_at, e.offer_until, e.offer_reason";
 
 fn exam_row(r: &AnyRow) -> Result<ExamRecord, PortError> {
     let priority: String = get(r, "priority")?;
@@ -268,17 +297,26 @@ fn exam_row(r: &AnyRow) -> Result<ExamRecord, PortError> {
             .transpose()
             .map_err(|e| corrupt("exams.drafted_by", e))?,
         escalate_next_at: get::<Option<i64>>(r, "escalate_next_at")?.map(UnixMillis),
+        subspecialty: get(r, "subspecialty")?,
+        offered_to: get::<Option<String>>(r, "offered_to")?
+            .map(Username::new)
+            .transpose()
+            .map_err(|e| corrupt("exams.offered_to", e))?,
+        offered_at: get::<Option<i64>>(r, "offered_at")?.map(UnixMillis),
+        offer_until: get::<Option<i64>>(r, "offer_until")?.map(UnixMillis),
+        offer_reason: get(r, "offer_reason")?,
     })
 }
 
 const NOTIFICATION_COLS: &str = "notification_id, at, kind, exam_id, pool_id, priority, due_at, message, webhook_state, webhook_attempts";
 
-async fn insert_notification<'e, E>(exec: E, n: &Notification) -> Result<(), PortError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
+/// The notification and its recipients, on the caller's connection (inside its transaction).
+async fn insert_notification(
+    conn: &mut sqlx::AnyConnection,
+    n: &Notification,
+) -> Result<(), PortError> {
     sqlx::query(sql!(
-        "INSERT INTO notifications ({NOTIFICATION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        "INSERT INTO notifications ({NOTIFICATION_COLS}, addressed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     ))
     .bind(&n.notification_id)
     .bind(n.at.0)
@@ -290,9 +328,20 @@ where
     .bind(&n.message)
     .bind(&n.webhook_state)
     .bind(n.webhook_attempts)
-    .execute(exec)
+    .bind(i64::from(!n.recipients.is_empty()))
+    .execute(&mut *conn)
     .await
     .map_err(db)?;
+    for u in &n.recipients {
+        sqlx::query(
+            "INSERT INTO notification_recipients (notification_id, username) VALUES ($1, $2)",
+        )
+        .bind(&n.notification_id)
+        .bind(u.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
     Ok(())
 }
 
@@ -310,6 +359,7 @@ fn notification_row(r: &AnyRow) -> Result<Notification, PortError> {
         message: get(r, "message")?,
         webhook_state: get(r, "webhook_state")?,
         webhook_attempts: get(r, "webhook_attempts")?,
+        recipients: Vec::new(),
     })
 }
 
@@ -693,8 +743,8 @@ impl Catalog for SqlCatalog {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let r = sqlx::query(
             "INSERT INTO exams (exam_id, study_uid, site_id, patient_key, kind, modality, pool_id, priority, priority_rank, due_at, \
-             route_rule, route_reason, state, claimed_by, lease_until, created_at, updated_at, alerts, review_required) \
-             VALUES ($1, $2, $3, $4, $13, $5, $6, $7, $8, $9, $10, $11, 'queued', NULL, NULL, $12, $12, $14, $15) \
+             route_rule, route_reason, state, claimed_by, lease_until, created_at, updated_at, alerts, review_required, subspecialty) \
+             VALUES ($1, $2, $3, $4, $13, $5, $6, $7, $8, $9, $10, $11, 'queued', NULL, NULL, $12, $12, $14, $15, $16) \
              ON CONFLICT (study_uid) DO NOTHING",
         )
         .bind(e.exam_id.as_str())
@@ -712,6 +762,7 @@ impl Catalog for SqlCatalog {
         .bind(e.kind.as_str())
         .bind(&e.alerts)
         .bind(i64::from(e.review))
+        .bind(e.subspecialty.as_deref().map(str::to_lowercase))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -725,7 +776,7 @@ impl Catalog for SqlCatalog {
             .await
             .map_err(db)?;
         if let Some(n) = &e.notification {
-            insert_notification(&mut *tx, n).await?;
+            insert_notification(&mut tx, n).await?;
         }
         tx.commit().await.map_err(db)?;
         Ok(true)
@@ -765,7 +816,7 @@ impl Catalog for SqlCatalog {
             tx.rollback().await.map_err(db)?;
             return Ok(false);
         }
-        insert_notification(&mut *tx, notification).await?;
+        insert_notification(&mut tx, notification).await?;
         tx.commit().await.map_err(db)?;
         Ok(true)
     }
@@ -818,7 +869,7 @@ impl Catalog for SqlCatalog {
             tx.rollback().await.map_err(db)?;
             return Ok(false);
         }
-        insert_notification(&mut *tx, notification).await?;
+        insert_notification(&mut tx, notification).await?;
         tx.commit().await.map_err(db)?;
         Ok(true)
     }
@@ -848,7 +899,7 @@ impl Catalog for SqlCatalog {
             tx.rollback().await.map_err(db)?;
             return Ok(false);
         }
-        insert_notification(&mut *tx, notification).await?;
+        insert_notification(&mut tx, notification).await?;
         tx.commit().await.map_err(db)?;
         Ok(true)
     }
@@ -856,6 +907,7 @@ impl Catalog for SqlCatalog {
     async fn notifications_for(
         &self,
         pools: &[PoolId],
+        who: &Username,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Notification>, PortError> {
@@ -863,19 +915,29 @@ impl Catalog for SqlCatalog {
             return Ok(Vec::new());
         }
         let list = (0..pools.len())
-            .map(|i| format!("${}", i + 3))
+            .map(|i| format!("${}", i + 4))
             .collect::<Vec<_>>()
             .join(", ");
         let text = sql!(
-            "SELECT {NOTIFICATION_COLS} FROM notifications WHERE notification_id > $1 AND pool_id IN ({list}) \
+            "SELECT {NOTIFICATION_COLS} FROM notifications n WHERE notification_id > $1 AND pool_id IN ({list}) \
+             AND (addressed = 0 OR EXISTS (SELECT 1 FROM notification_recipients r \
+             WHERE r.notification_id = n.notification_id AND r.username = $3)) \
              ORDER BY notification_id LIMIT $2"
         );
-        let mut q = sqlx::query(text).bind(after.unwrap_or("")).bind(limit);
+        let mut q = sqlx::query(text)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .bind(who.as_str());
         for p in pools {
             q = q.bind(p.as_str());
         }
         let rows = q.fetch_all(&self.pool).await.map_err(db)?;
-        rows.iter().map(notification_row).collect()
+        let mut out = rows
+            .iter()
+            .map(notification_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.load_recipients(&mut out).await?;
+        Ok(out)
     }
 
     async fn pending_webhooks(&self, limit: i64) -> Result<Vec<Notification>, PortError> {
@@ -886,7 +948,12 @@ impl Catalog for SqlCatalog {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter().map(notification_row).collect()
+        let mut out = rows
+            .iter()
+            .map(notification_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.load_recipients(&mut out).await?;
+        Ok(out)
     }
 
     async fn set_webhook_state(
@@ -1012,7 +1079,8 @@ impl Catalog for SqlCatalog {
         lease_until: UnixMillis,
     ) -> Result<bool, PortError> {
         let r = sqlx::query(
-            "UPDATE exams SET claimed_by = $2, lease_until = $3, updated_at = $4, first_claimed_at = COALESCE(first_claimed_at, $4) \
+            "UPDATE exams SET claimed_by = $2, lease_until = $3, updated_at = $4, first_claimed_at = COALESCE(first_claimed_at, $4), \
+             offer_until = NULL \
              WHERE exam_id = $1 AND state = 'queued' AND (claimed_by IS NULL OR claimed_by = $2 OR lease_until < $4) \
              AND (awaiting_review = 0 OR $5 = 1)",
         )
@@ -1050,18 +1118,41 @@ impl Catalog for SqlCatalog {
         &self,
         pools: &[PoolId],
         who: &Username,
-        senior: bool,
+        fit: &ReaderFit,
         now: UnixMillis,
         lease_until: UnixMillis,
     ) -> Result<Option<ExamId>, PortError> {
         if pools.is_empty() {
             return Ok(None);
         }
-        // Placeholders $5.. are the pools; the SQL text holds only them and fixed clauses.
-        let list = (0..pools.len())
-            .map(|i| format!("${}", i + 5))
-            .collect::<Vec<_>>()
-            .join(", ");
+        // Placeholders $5.. are the pools, then the modalities, then the subspecialties; the SQL text
+        // holds only placeholders and fixed clauses.
+        let placeholders = |from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let list = placeholders(5, pools.len());
+        let modalities = if fit.modalities.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND UPPER(modality) IN ({})",
+                placeholders(5 + pools.len(), fit.modalities.len())
+            )
+        };
+        let subspecialties = if fit.subspecialties.is_empty() {
+            " AND subspecialty IS NULL".to_string()
+        } else {
+            format!(
+                " AND (subspecialty IS NULL OR subspecialty IN ({}))",
+                placeholders(
+                    5 + pools.len() + fit.modalities.len(),
+                    fit.subspecialties.len()
+                )
+            )
+        };
         // PostgreSQL: the candidate row is locked and rows other replicas hold are skipped, so a busy
         // queue never answers "empty" to a reader who lost a race. SQLite has a single writer.
         let lock = match self.backend {
@@ -1069,19 +1160,28 @@ impl Catalog for SqlCatalog {
             Backend::Sqlite => "",
         };
         let text = sql!(
-            "UPDATE exams SET claimed_by = $1, lease_until = $2, updated_at = $3, first_claimed_at = COALESCE(first_claimed_at, $3) \
+            "UPDATE exams SET claimed_by = $1, lease_until = $2, updated_at = $3, first_claimed_at = COALESCE(first_claimed_at, $3), \
+             offer_until = NULL \
              WHERE exam_id = (SELECT exam_id FROM exams WHERE state = 'queued' \
              AND (claimed_by IS NULL OR lease_until < $3) AND (pool_id IN ({list}) OR escalated_pool IN ({list})) \
-             AND (awaiting_review = 0 OR $4 = 1) ORDER BY priority_rank, due_at, exam_id LIMIT 1{lock}) \
+             AND (awaiting_review = 0 OR $4 = 1){modalities}{subspecialties} \
+             AND (priority_rank = 0 OR offer_until IS NULL OR offer_until < $3 OR offered_to = $1) \
+             ORDER BY priority_rank, CASE WHEN offered_to = $1 AND offer_until >= $3 THEN 0 ELSE 1 END, due_at, exam_id LIMIT 1{lock}) \
              AND state = 'queued' AND (claimed_by IS NULL OR lease_until < $3) RETURNING exam_id"
         );
         let mut q = sqlx::query_scalar::<_, String>(text)
             .bind(who.as_str())
             .bind(lease_until.0)
             .bind(now.0)
-            .bind(i64::from(senior));
+            .bind(i64::from(fit.senior));
         for p in pools {
             q = q.bind(p.as_str());
+        }
+        for m in &fit.modalities {
+            q = q.bind(m.to_uppercase());
+        }
+        for sub in &fit.subspecialties {
+            q = q.bind(sub.to_lowercase());
         }
         let id = q.fetch_optional(&self.pool).await.map_err(db)?;
         id.map(|s| ExamId::new(s).map_err(|e| corrupt("exams.exam_id", e)))
@@ -1096,7 +1196,7 @@ impl Catalog for SqlCatalog {
         lease_until: UnixMillis,
     ) -> Result<bool, PortError> {
         let r = sqlx::query(
-            "UPDATE exams SET claimed_by = $2, lease_until = $3, updated_at = $4 WHERE exam_id = $1 AND state = 'queued'",
+            "UPDATE exams SET claimed_by = $2, lease_until = $3, updated_at = $4, offer_until = NULL WHERE exam_id = $1 AND state = 'queued'",
         )
         .bind(exam.as_str())
         .bind(to.as_str())
@@ -1109,13 +1209,97 @@ impl Catalog for SqlCatalog {
     }
 
     async fn release(&self, exam: &ExamId, who: &Username) -> Result<bool, PortError> {
-        let r = sqlx::query("UPDATE exams SET claimed_by = NULL, lease_until = NULL WHERE exam_id = $1 AND state = 'queued' AND claimed_by = $2")
+        // The releasing reader is remembered as the last one offered it, so the next offer goes to
+        // someone else when anyone else is eligible.
+        let r = sqlx::query("UPDATE exams SET claimed_by = NULL, lease_until = NULL, offered_to = $2, offer_until = NULL \
+                             WHERE exam_id = $1 AND state = 'queued' AND claimed_by = $2")
             .bind(exam.as_str())
             .bind(who.as_str())
             .execute(&self.pool)
             .await
             .map_err(db)?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn offer_candidates(
+        &self,
+        now: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<ExamRecord>, PortError> {
+        let rows = sqlx::query(sql!(
+            "SELECT {EXAM_COLS} FROM exams e JOIN studies s ON s.study_uid = e.study_uid \
+             WHERE e.state = 'queued' AND (e.claimed_by IS NULL OR e.lease_until < $1) \
+             AND (e.offer_until IS NULL OR e.offer_until < $1) \
+             ORDER BY e.priority_rank, e.due_at, e.exam_id LIMIT $2"
+        ))
+        .bind(now.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(exam_row).collect()
+    }
+
+    async fn reader_loads(&self, now: UnixMillis) -> Result<Vec<ReaderLoad>, PortError> {
+        // Open items: live leases plus live offers not yet claimed. Last assignment: the latest offer
+        // or first claim that named the reader.
+        let rows = sqlx::query(
+            "SELECT username, SUM(open_items) AS open_items, MAX(last_at) AS last_at FROM ( \
+               SELECT claimed_by AS username, CASE WHEN state = 'queued' AND lease_until >= $1 THEN 1 ELSE 0 END AS open_items, \
+                      first_claimed_at AS last_at FROM exams WHERE claimed_by IS NOT NULL \
+               UNION ALL \
+               SELECT offered_to AS username, \
+                      CASE WHEN state = 'queued' AND offer_until >= $1 AND (claimed_by IS NULL OR lease_until < $1) THEN 1 ELSE 0 END AS open_items, \
+                      offered_at AS last_at FROM exams WHERE offered_to IS NOT NULL \
+             ) t GROUP BY username",
+        )
+        .bind(now.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReaderLoad {
+                    username: uid(r, "username", Username::new)?,
+                    open_items: get::<i64>(r, "open_items")?,
+                    last_assigned_at: get::<Option<i64>>(r, "last_at")?.map(UnixMillis),
+                })
+            })
+            .collect()
+    }
+
+    async fn offer_exam(
+        &self,
+        exam: &ExamId,
+        to: &Username,
+        reason: &str,
+        now: UnixMillis,
+        until: UnixMillis,
+        notification: Option<&Notification>,
+    ) -> Result<bool, PortError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let r = sqlx::query(
+            "UPDATE exams SET offered_to = $2, offered_at = $3, offer_until = $4, offer_reason = $5 \
+             WHERE exam_id = $1 AND state = 'queued' AND (claimed_by IS NULL OR lease_until < $3) \
+             AND (offer_until IS NULL OR offer_until < $3)",
+        )
+        .bind(exam.as_str())
+        .bind(to.as_str())
+        .bind(now.0)
+        .bind(until.0)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(false);
+        }
+        if let Some(n) = notification {
+            insert_notification(&mut tx, n).await?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
     }
 
     async fn save_draft(&self, d: &ReportRecord) -> Result<(), PortError> {
