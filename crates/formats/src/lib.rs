@@ -5,6 +5,8 @@ pub mod bulk;
 pub mod dicom;
 pub mod dicom_json;
 pub mod ecg;
+pub mod fhir_lab;
+pub mod hl7v2;
 pub mod lengths;
 pub mod query;
 
