@@ -185,14 +185,25 @@ impl Sex {
         }
     }
 
-    /// HL7 table 0001 (`M F O U A N`; `A` ambiguous and `N` not applicable count as `Other`/`Unknown`),
-    /// the Chinese words 男/女/未知 some LIS send, and FHIR gender codes.
+    /// HL7 table 0001 (`M F O U A N`; `A` ambiguous and `N` not applicable count as `Other`/`Unknown`)
+    /// and the Chinese words 男/女/未知 some LIS send.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s.trim() {
-            "M" | "m" | "男" | "male" => Sex::Male,
-            "F" | "f" | "女" | "female" => Sex::Female,
-            "O" | "o" | "A" | "other" => Sex::Other,
-            "U" | "u" | "N" | "未知" | "unknown" => Sex::Unknown,
+            "M" | "m" | "男" => Sex::Male,
+            "F" | "f" | "女" => Sex::Female,
+            "O" | "o" | "A" => Sex::Other,
+            "U" | "u" | "N" | "未知" => Sex::Unknown,
+            _ => return None,
+        })
+    }
+
+    /// FHIR `AdministrativeGender`.
+    pub fn from_fhir(code: &str) -> Option<Self> {
+        Some(match code {
+            "male" => Sex::Male,
+            "female" => Sex::Female,
+            "other" => Sex::Other,
+            "unknown" => Sex::Unknown,
             _ => return None,
         })
     }

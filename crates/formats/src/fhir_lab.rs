@@ -499,6 +499,17 @@ fn observation(n: &Node<'_>, set_id: Option<u32>) -> Result<LabResult, FhirError
     })?;
     let (code, other_codes, loinc) = concept(&code)?;
 
+    let value_keys: Vec<&String> =
+        n.v.as_object()
+            .map(|o| o.keys().filter(|k| k.starts_with("value")).collect())
+            .unwrap_or_default();
+    if let [_, second, ..] = value_keys.as_slice() {
+        return Err(n.bad(
+            second,
+            second,
+            "a second value[x]: an Observation has one value",
+        ));
+    }
     let value = if let Some(q) = n.object("valueQuantity")? {
         let (value, decimal) = q.number("value")?.ok_or_else(|| FhirError::Missing {
             path: q.join("value"),
@@ -728,9 +739,9 @@ fn patient(n: &Node<'_>) -> Result<LabPatient, FhirError> {
     };
     let sex = match n.str("gender")? {
         None => None,
-        Some(g) => {
-            Some(Sex::parse(g).ok_or_else(|| n.bad("gender", g, "not an administrative gender"))?)
-        }
+        Some(g) => Some(
+            Sex::from_fhir(g).ok_or_else(|| n.bad("gender", g, "not an administrative gender"))?,
+        ),
     };
     Ok(LabPatient {
         identifiers,
