@@ -23,6 +23,9 @@ use yilian_domain::lab::{
 
 /// How deep `hasMember` groups are followed.
 pub const MAX_MEMBER_DEPTH: usize = 4;
+/// The most results one panel may expand to (groups referenced many times could otherwise multiply a
+/// small input into an enormous panel).
+pub const MAX_RESULTS_PER_PANEL: usize = 2_000;
 
 /// Why a FHIR lab input was refused. Each variant names the JSON path.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +61,8 @@ pub enum FhirError {
     },
     #[error("{path}: Observation members nest deeper than {MAX_MEMBER_DEPTH} levels (or loop)")]
     TooDeep { path: String },
+    #[error("{path}: the report expands to more than {MAX_RESULTS_PER_PANEL} results")]
+    TooManyResults { path: String },
     #[error("the bundle holds no DiagnosticReport")]
     NoReport,
 }
@@ -70,7 +75,8 @@ impl FhirError {
             | FhirError::Missing { path }
             | FhirError::BadValue { path, .. }
             | FhirError::Unresolved { path, .. }
-            | FhirError::TooDeep { path } => Some(path),
+            | FhirError::TooDeep { path }
+            | FhirError::TooManyResults { path } => Some(path),
             _ => None,
         }
     }
@@ -470,6 +476,11 @@ fn observations(
             .any(|k| k.starts_with("value") || k == "dataAbsentReason")
     });
     if members.is_empty() || has_value {
+        if out.len() >= MAX_RESULTS_PER_PANEL {
+            return Err(FhirError::TooManyResults {
+                path: n.path.clone(),
+            });
+        }
         let set_id = u32::try_from(out.len() + 1).ok();
         out.push(observation(n, set_id)?);
         return Ok(());

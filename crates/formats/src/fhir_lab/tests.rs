@@ -551,6 +551,26 @@ fn member_loops_are_refused() {
     v["result"] = json!([{ "reference": "#grp" }]);
     let err = parse_value(&v).unwrap_err();
     assert!(matches!(err, FhirError::TooDeep { .. }), "{err}");
+
+    // Fan-out: four levels of groups, each naming the next 50 times, would be 6 million results
+    // from a few kilobytes.
+    let mut v = bare_report();
+    let contained = v["contained"].as_array_mut().unwrap();
+    for level in 0..4 {
+        let next = if level == 3 {
+            "o1".to_string()
+        } else {
+            format!("g{}", level + 1)
+        };
+        contained.push(json!({
+            "resourceType": "Observation", "id": format!("g{level}"), "status": "final",
+            "code": { "coding": [{ "code": "G" }] },
+            "hasMember": vec![json!({ "reference": format!("#{next}") }); 50]
+        }));
+    }
+    v["result"] = json!([{ "reference": "#g0" }]);
+    let err = parse_value(&v).unwrap_err();
+    assert!(matches!(err, FhirError::TooManyResults { .. }), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

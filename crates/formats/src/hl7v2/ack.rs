@@ -45,7 +45,7 @@ impl AckCode {
 const DEFAULT_VERSION: &str = "2.5";
 
 /// Builds an ACK for `original` (`None` when not even its MSH could be read: the ACK then has empty
-/// addressing fields and MSA-2). `control_id` is the ACK's own MSH-10, chosen by the caller; `error`
+/// addressing fields and MSA-2 is the HL7 null `""`). `control_id` is the ACK's own MSH-10, chosen by the caller; `error`
 /// adds an ERR segment (ignored for `AA`). Encode the result with the original's `charset` (UTF-8 when
 /// `None`) before framing: MSH-18 repeats the original's label only when that charset is known.
 pub fn build_ack(
@@ -107,11 +107,13 @@ pub fn build_ack(
 
     let error = error.filter(|_| code != AckCode::Accept);
     let new_style = version_at_least_2_5(version);
-    let mut msa = vec![
-        "MSA".to_string(),
-        code.as_str().to_string(),
-        escape(&h.control_id, &d),
-    ];
+    // MSA-2 is required: the HL7 null `""` when the original's control ID could not be read.
+    let original_id = if h.control_id.is_empty() {
+        "\"\"".to_string()
+    } else {
+        escape(&h.control_id, &d)
+    };
+    let mut msa = vec!["MSA".to_string(), code.as_str().to_string(), original_id];
     if let (Some(e), false) = (error, new_style) {
         let text: String = e.to_string().chars().take(80).collect();
         msa.push(escape(&text, &d));

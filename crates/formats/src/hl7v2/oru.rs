@@ -91,7 +91,7 @@ pub fn parse_oru_r01_with(bytes: &[u8], fallback: Option<Charset>) -> Result<Oru
                 let panel = panels
                     .last_mut()
                     .ok_or_else(|| sequence(seg, "OBX before any OBR"))?;
-                if after_spm && !panel.results.is_empty() {
+                if after_spm {
                     panel.notes.push(format!(
                         "OBX at segment {} follows SPM: a specimen observation, not kept",
                         seg.sequence
@@ -108,7 +108,8 @@ pub fn parse_oru_r01_with(bytes: &[u8], fallback: Option<Charset>) -> Result<Oru
                     .last_mut()
                     .ok_or_else(|| sequence(seg, "SPM before any OBR"))?;
                 apply_spm(seg, panel)?;
-                after_spm = true;
+                // An SPM before any result is the sender's order quirk: what follows are results.
+                after_spm = !panel.results.is_empty();
             }
             _ => {}
         }

@@ -564,6 +564,7 @@ fn groups_patients_specimens_and_leniencies() {
         "OBR|1|PO3|FO3|GLU^血糖^L|||||||||||||||||||||P",
         "SPM|1|S2||PLAS^血浆^HL70487",
         "OBX|1|NM|GLU^血糖^L||5.1|mmol/L|3.9-6.1|N|||P",
+        "OBX|2|NM|HBA1C^糖化血红蛋白^L||5.6|%|4-6|N|||P",
     ])
     .unwrap();
     assert_eq!(oru.panels.len(), 3);
@@ -597,7 +598,7 @@ fn groups_patients_specimens_and_leniencies() {
     assert_eq!(c.patient.sex, None);
     assert!(c.notes.iter().any(|n| n.contains("PID-8")));
     assert_eq!(c.status, PanelStatus::Preliminary);
-    assert_eq!(c.results.len(), 1);
+    assert_eq!(c.results.len(), 2);
     assert_eq!(c.results[0].status, ResultStatus::Preliminary);
     assert_eq!(c.specimen.as_ref().map(|s| s.code.as_str()), Some("PLAS"));
 }
@@ -1073,7 +1074,9 @@ fn ack_for_bytes_that_are_not_hl7() {
         assert_eq!(err.ack_code(), AckCode::Reject);
         let ack = String::from_utf8(build_error_ack(junk, &err, "A9", now)).unwrap();
         assert!(
-            ack.starts_with("MSH|^~\\&|||||20261123093105||ACK^R01^ACK|A9|P|2.5\rMSA|AR|\rERR|"),
+            ack.starts_with(
+                "MSH|^~\\&|||||20261123093105||ACK^R01^ACK|A9|P|2.5\rMSA|AR|\"\"\rERR|"
+            ),
             "{ack}"
         );
     }
