@@ -1,10 +1,11 @@
 //! Yilian's domain core: typed identifiers, roles, exam and report states, resident-ID validation, and
-//! the ECG trace model.
+//! the ECG trace model and the lab panel model.
 //! It does no I/O and knows nothing of async, JSON, SQL or HTTP.
 
 pub mod ecg;
 pub mod exam;
 pub mod ids;
+pub mod lab;
 pub mod patient;
 pub mod time;
 
