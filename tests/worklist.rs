@@ -361,3 +361,118 @@ async fn a_junior_report_needs_a_senior_countersign_where_the_rule_asks_for_revi
         t.finish().await;
     }
 }
+
+/// A TLS receiver whose certificate (for 127.0.0.1) an alliance CA signed: answers 200 and hands each
+/// request's body to the test. Returns the URL, the CA's PEM and the bodies.
+async fn tls_receiver() -> (String, String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "演示医共体 CA (test)");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf_params.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            // A client that refuses the certificate ends the handshake: just wait for the next one.
+            let Ok(mut tls) = acceptor.accept(sock).await else {
+                continue;
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let n = tls.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break String::new();
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if rest.len() >= len {
+                        break rest[..len].to_string();
+                    }
+                }
+            };
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+            let _ = tls.shutdown().await;
+            let _ = tx.send(body);
+        }
+    });
+    (url, ca.pem(), rx)
+}
+
+/// An https:// webhook signed by the alliance's own CA (`webhook_ca_file`) is delivered; the same
+/// receiver without that CA configured is refused by certificate verification and retried later, not
+/// marked sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_go_over_https_to_a_receiver_the_alliance_ca_vouches_for() {
+    let (url, ca_pem, mut bodies) = tls_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("alliance-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+
+    let t = TestHub::start(&support::Backend::Sqlite, None, |c| {
+        c.notifications.webhook_url = Some(url.clone());
+        c.notifications.webhook_ca_file = Some(ca_file.clone());
+        c.notifications.webhook_ca_pem = Some(std::fs::read(&ca_file).unwrap());
+    })
+    .await;
+    let tech = t.token("wang.tech").await;
+    t.stow_all(&tech, &[stemi_ecg("2.25.880003")]).await;
+    assert_eq!(yilian_server::deliver_webhooks(&t.hub).await.unwrap(), 1);
+    let body = bodies.recv().await.unwrap();
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(sent["kind"], "exam.urgent");
+    assert_eq!(sent["priority"], "stat");
+    t.finish().await;
+
+    // Without the CA the receiver's certificate is not trusted: nothing is sent, the attempt counts.
+    let t = TestHub::start(&support::Backend::Sqlite, None, |c| {
+        c.notifications.webhook_url = Some(url.clone());
+    })
+    .await;
+    let tech = t.token("wang.tech").await;
+    t.stow_all(&tech, &[stemi_ecg("2.25.880004")]).await;
+    assert_eq!(yilian_server::deliver_webhooks(&t.hub).await.unwrap(), 0);
+    let pending = t.hub.pending_webhooks(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].webhook_attempts, 1);
+    t.finish().await;
+
+    // A CA file with an http:// URL, or without a certificate, is refused at load.
+    let mut c = yilian_config::Config::from_toml(yilian_config::DEMO_TOML, "demo").unwrap();
+    c.notifications.webhook_url = Some("http://127.0.0.1:9/hook".into());
+    c.notifications.webhook_ca_pem = Some(ca_pem.into_bytes());
+    assert!(c.validate().unwrap_err().to_string().contains("https://"));
+    c.notifications.webhook_url = Some(url);
+    c.notifications.webhook_ca_pem = Some(b"not a certificate".to_vec());
+    assert!(c.validate().unwrap_err().to_string().contains("PEM"));
+}

@@ -539,6 +539,13 @@ pub trait Catalog: Send + Sync {
         notification: &Notification,
     ) -> Result<bool, PortError>;
 
+    /// Reschedules (or, with `None`, drops) an escalated exam's next escalation step.
+    async fn set_next_escalation(
+        &self,
+        exam: &ExamId,
+        at: Option<UnixMillis>,
+    ) -> Result<(), PortError>;
+
     // --- notifications
     /// Notifications for these pools after the cursor (oldest first): those addressed to the whole
     /// pool and those addressed to `who`.

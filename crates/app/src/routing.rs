@@ -2,7 +2,7 @@
 //! exams escalate; an admin reloads the rules without a restart.
 
 use yilian_domain::{ExamId, ExamKind, ExamState, Priority, StudyInstanceUid};
-use yilian_policy::{EscalationFacts, ExamNeeds, RoutingFacts, escalate, route};
+use yilian_policy::{EscalationFacts, ExamNeeds, RoutingFacts, escalate, next_step_due, route};
 
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
@@ -266,6 +266,12 @@ impl Hub {
                 escalated_at: exam.escalated_at,
             };
             let Some(e) = escalate(&facts, &rules, now) else {
+                // Picked for a second step the rules in force (after a reload) time differently or
+                // no longer take: reschedule or drop it, so the exam does not come back every sweep.
+                if exam.escalate_next_at.is_some_and(|t| t <= now) {
+                    let due = next_step_due(&facts, &rules).filter(|t| *t > now);
+                    self.catalog.set_next_escalation(&exam.exam_id, due).await?;
+                }
                 continue;
             };
             let notification = self.notification(

@@ -86,8 +86,15 @@ pub struct Config {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationsConfig {
-    /// `http://…` endpoint that receives each notification as JSON (no patient identifiers).
+    /// `https://…` (or `http://…`) endpoint that receives each notification as JSON (no patient
+    /// identifiers).
     pub webhook_url: Option<String>,
+    /// PEM file of the CA(s) that vouch for an `https://` webhook (an alliance-internal CA). When set,
+    /// only these are trusted; when absent, the operating system's roots are.
+    pub webhook_ca_file: Option<PathBuf>,
+    /// Read from `webhook_ca_file` at load.
+    #[serde(skip)]
+    pub webhook_ca_pem: Option<Vec<u8>>,
     /// A file whose content keys an HMAC-SHA256 of each body (`X-Yilian-Signature: sha256=<hex>`).
     pub webhook_secret_file: Option<PathBuf>,
     /// Read from `webhook_secret_file` at load; never in the TOML.
@@ -562,6 +569,13 @@ impl Config {
             })?;
             self.alliance.patient_key_secret = Some(secret.trim().to_string());
         }
+        if let Some(path) = &self.notifications.webhook_ca_file {
+            let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            self.notifications.webhook_ca_pem = Some(pem);
+        }
         if let Some(path) = &self.notifications.webhook_secret_file {
             let secret = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
@@ -575,11 +589,31 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.notifications.webhook_url
             && !url.starts_with("http://")
+            && !url.starts_with("https://")
         {
             return Err(invalid(
                 "notifications.webhook_url",
-                "only http:// webhooks are supported in this version (put a TLS proxy in front)",
+                "must be an https:// (or http://) URL",
             ));
+        }
+        if let Some(pem) = &self.notifications.webhook_ca_pem {
+            if !self
+                .notifications
+                .webhook_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+            {
+                return Err(invalid(
+                    "notifications.webhook_ca_file",
+                    "a CA file needs an https:// webhook_url",
+                ));
+            }
+            if !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----") {
+                return Err(invalid(
+                    "notifications.webhook_ca_file",
+                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                ));
+            }
         }
         match &self.alliance.patient_key_secret {
             Some(s) if s.len() >= 16 => {}

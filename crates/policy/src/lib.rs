@@ -18,5 +18,5 @@ pub use recognition::{
 };
 pub use routing::{
     DEFAULT_UTC_OFFSET_MINUTES, Escalation, EscalationFacts, RouteDecision, RouteError,
-    RoutingFacts, RoutingRule, RoutingRules, RuleProblem, escalate, route,
+    RoutingFacts, RoutingRule, RoutingRules, RuleProblem, escalate, next_step_due, route,
 };

@@ -492,6 +492,33 @@ fn pool_of(p: Option<&String>) -> Option<PoolId> {
     p.and_then(|p| PoolId::new(p.clone()).ok())
 }
 
+/// The rule's fallback pool, its senior (`escalate_to`) pool and the minutes between the two steps, as
+/// the rules in force say for an exam routed by `facts.rule` to `facts.pool`.
+fn ladder(facts: &EscalationFacts, rules: &RoutingRules) -> (Option<PoolId>, Option<PoolId>, i64) {
+    let rule = rules.rules.iter().find(|r| r.name == facts.rule);
+    let fallback = rule
+        .and_then(|r| pool_of(r.fallback_pool.as_ref()))
+        .filter(|p| p != &facts.pool);
+    let senior = rule
+        .and_then(|r| pool_of(r.escalate_to.as_ref()))
+        .filter(|p| p != &facts.pool && Some(p) != fallback.as_ref());
+    let step_minutes = rule
+        .map(|r| r.urgent_sla_minutes.unwrap_or((r.sla_minutes / 4).max(1)))
+        .unwrap_or(60);
+    (fallback, senior, step_minutes)
+}
+
+/// When the second escalation step of an exam already escalated to its fallback pool falls due under
+/// the rules in force; `None` when those rules (after a reload, say) have no second step for it. The
+/// sweep uses it to reschedule or drop a step the rules no longer take.
+pub fn next_step_due(facts: &EscalationFacts, rules: &RoutingRules) -> Option<UnixMillis> {
+    let (fallback, senior, step_minutes) = ladder(facts, rules);
+    let at = facts.escalated_at?;
+    senior?;
+    (facts.escalated_pool.is_some() && facts.escalated_pool == fallback)
+        .then(|| at.plus_minutes(step_minutes))
+}
+
 /// An exam that is past due, unreported and unclaimed escalates: it becomes stat and, when its rule
 /// names `fallback_pool` (else `escalate_to`), appears on that pool's worklist too. With both set,
 /// an exam still unclaimed the rule's urgent SLA after that first step moves on to `escalate_to`.
@@ -504,15 +531,7 @@ pub fn escalate(
         return None;
     }
     let rule = rules.rules.iter().find(|r| r.name == facts.rule);
-    let fallback = rule
-        .and_then(|r| pool_of(r.fallback_pool.as_ref()))
-        .filter(|p| p != &facts.pool);
-    let senior = rule
-        .and_then(|r| pool_of(r.escalate_to.as_ref()))
-        .filter(|p| p != &facts.pool && Some(p) != fallback.as_ref());
-    let step_minutes = rule
-        .map(|r| r.urgent_sla_minutes.unwrap_or((r.sla_minutes / 4).max(1)))
-        .unwrap_or(60);
+    let (fallback, senior, step_minutes) = ladder(facts, rules);
     if facts.already_escalated {
         // The second step: only from the fallback pool, only once the step's time has come.
         let (Some(at), Some(from), Some(to)) = (facts.escalated_at, &facts.escalated_pool, senior)
@@ -1086,7 +1105,7 @@ mod tests {
         // A lease stops the ladder.
         let claimed = EscalationFacts {
             claimed: true,
-            ..after_first
+            ..after_first.clone()
         };
         assert_eq!(escalate(&claimed, &r, due.plus_minutes(500)), None);
         // Only a fallback pool: one step, nothing after it.
@@ -1096,5 +1115,21 @@ mod tests {
         });
         let e = escalate(&f, &only, due).unwrap();
         assert_eq!((e.to_pool.is_some(), e.next_step_at), (true, None));
+
+        // The second step under the rules in force: due 20 min after the first; a reload that
+        // lengthens the step reschedules it; one that drops escalate_to drops it.
+        assert_eq!(next_step_due(&after_first, &r), Some(due.plus_minutes(20)));
+        let slower = one(RoutingRule {
+            fallback_pool: Some("county-rad-2".into()),
+            escalate_to: Some("city-rad".into()),
+            urgent_sla_minutes: Some(45),
+            ..rule("ladder")
+        });
+        assert_eq!(
+            next_step_due(&after_first, &slower),
+            Some(due.plus_minutes(45))
+        );
+        assert_eq!(next_step_due(&after_first, &only), None);
+        assert_eq!(next_step_due(&f, &r), None, "not escalated yet");
     }
 }

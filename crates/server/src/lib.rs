@@ -222,6 +222,35 @@ pub fn spawn_background(hub: Hub) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// One webhook client (and its connection pool) per trusted-CA setting for the process, not one per
+/// sweep. With a CA bundle only it is trusted (`tls_certs_only`); without, the system's roots are.
+fn webhook_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, yilian_app::PortError> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CLIENTS: OnceLock<Mutex<HashMap<Option<Vec<u8>>, reqwest::Client>>> = OnceLock::new();
+    let unavailable =
+        |m: String| yilian_app::PortError::Unavailable(format!("webhook client: {m}"));
+    let key = ca_pem.map(<[u8]>::to_vec);
+    let clients = CLIENTS.get_or_init(Default::default);
+    if let Some(c) = clients.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(c);
+    }
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(5));
+    if let Some(pem) = ca_pem {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(pem).map_err(|e| unavailable(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(unavailable("webhook_ca_file holds no certificate".into()));
+        }
+        builder = builder.tls_certs_only(certs);
+    }
+    let client = builder.build().map_err(|e| unavailable(e.to_string()))?;
+    if let Ok(mut m) = clients.lock() {
+        m.insert(key, client.clone());
+    }
+    Ok(client)
+}
+
 /// Sends pending notifications to `notifications.webhook_url`: JSON, signed with
 /// `X-Yilian-Signature: sha256=<hex HMAC-SHA256 of the body>` when a secret is set. A 2xx answer marks
 /// the notification sent; anything else is retried on the next sweep, up to
@@ -231,18 +260,7 @@ pub async fn deliver_webhooks(hub: &Hub) -> Result<usize, yilian_app::PortError>
     let Some(url) = hub.config.notifications.webhook_url.clone() else {
         return Ok(0);
     };
-    // One client (and its connection pool) for the process, not one per sweep.
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let client = match CLIENT.get() {
-        Some(c) => c,
-        None => {
-            let c = reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .map_err(|e| yilian_app::PortError::Unavailable(format!("webhook client: {e}")))?;
-            CLIENT.get_or_init(|| c)
-        }
-    };
+    let client = webhook_client(hub.config.notifications.webhook_ca_pem.as_deref())?;
     let mut sent = 0;
     for n in hub.pending_webhooks(50).await? {
         let body = api::notification_json(&hub.config.alliance.id, &n).to_string();

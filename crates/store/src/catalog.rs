@@ -1221,6 +1221,20 @@ impl Catalog for SqlCatalog {
         Ok(r.rows_affected() == 1)
     }
 
+    async fn set_next_escalation(
+        &self,
+        exam: &ExamId,
+        at: Option<UnixMillis>,
+    ) -> Result<(), PortError> {
+        sqlx::query("UPDATE exams SET escalate_next_at = $2 WHERE exam_id = $1")
+            .bind(exam.as_str())
+            .bind(at.map(|t| t.0))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
     async fn offer_candidates(
         &self,
         now: UnixMillis,
