@@ -1,11 +1,12 @@
 //! Yilian's policy: pure decisions with explanations. `route` puts an exam on a pool's worklist;
 //! `recognise` says whether a published result is mutually recognised (互认); `ecg_alerts` says what in
-//! an ECG makes it urgent; `escalate` decides when an overdue exam goes up a tier; `duty` says who is on duty and who is offered an exam. It only plans; `yilian-app`
+//! an ECG makes it urgent; `escalate` decides when an overdue exam goes up a tier; `duty` says who is on duty and who is offered an exam; `lab` finds critical values, checks EQA and decides whether a panel needs review. It only plans; `yilian-app`
 //! carries decisions out. No I/O, no clock: time is an argument.
 
 pub mod calendar;
 pub mod duty;
 pub mod ecg;
+pub mod lab;
 pub mod recognition;
 pub mod routing;
 
