@@ -438,6 +438,17 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
+/// What walking the audit hash chain found (`yilian audit verify`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditChainReport {
+    /// Chained events checked.
+    pub events: u64,
+    /// Events from before the chain existed (no sequence number).
+    pub unchained: u64,
+    /// The first break, in words; `None` when the chain is whole.
+    pub problem: Option<String>,
+}
+
 /// The catalog: patients, studies, instances, exams, reports, keys, tokens, audit.
 #[async_trait]
 pub trait Catalog: Send + Sync {
@@ -709,6 +720,10 @@ pub trait Catalog: Send + Sync {
         token_hash: &str,
         now: UnixMillis,
     ) -> Result<Option<Username>, PortError>;
+    /// Appends to the audit hash chain.
     async fn audit(&self, event: &AuditEvent) -> Result<(), PortError>;
+    /// Walks the audit hash chain: every event in sequence, each naming the previous hash and
+    /// hashing to its own, the head at the end.
+    async fn verify_audit_chain(&self) -> Result<AuditChainReport, PortError>;
     async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>, PortError>;
 }

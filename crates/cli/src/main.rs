@@ -42,6 +42,11 @@ enum Command {
         #[arg(long)]
         keys: PathBuf,
     },
+    /// The audit trail (`audit verify`: check the hash chain; exit 1 when it is broken).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Replay one synthetic county day (ECG and imaging arrivals, readers on shifts) through the real
     /// hub under a virtual clock, with the hub's priority order and with first-in-first-out, and print
     /// SLA compliance and turnaround per priority.
@@ -66,6 +71,16 @@ enum FixturesCommand {
     /// Synthetic ECGs of one resident for the tour: a prior (HL7 aECG), today's (SCP-ECG), a device
     /// STEMI statement (DICOM 12-lead waveform) and a tachycardia (aECG).
     Ecg { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the audit hash chain and report the first edited, removed, inserted or reordered event.
+    Verify {
+        /// Configuration file; the embedded demo alliance when absent.
+        #[arg(long, env = "YILIAN_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -132,6 +147,30 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify { report, keys } => verify(&report, &keys),
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let hub = yilian::open_hub(load(config.as_ref())?).await?;
+            let r = hub.catalog.verify_audit_chain().await?;
+            match &r.problem {
+                None => {
+                    println!(
+                        "audit chain intact: {} event(s){}",
+                        r.events,
+                        if r.unchained > 0 {
+                            format!(", {} older unchained event(s)", r.unchained)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    Ok(())
+                }
+                Some(p) => {
+                    println!("audit chain BROKEN after {} intact event(s): {p}", r.events);
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Fixtures {
             kind: Some(FixturesCommand::Corpus { dir }),
             ..

@@ -148,27 +148,9 @@ impl SqlCatalog {
 }
 
 /// One audit row, on the pool or inside a transaction.
-async fn insert_audit<'e, E>(exec: E, e: &AuditEvent) -> Result<(), PortError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    sqlx::query(
-        "INSERT INTO audit_events (event_id, at, actor, action, resource_type, resource_id, patient_key, outcome, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(ulid::Ulid::new().to_string())
-    .bind(e.at.0)
-    .bind(&e.actor)
-    .bind(&e.action)
-    .bind(&e.resource_type)
-    .bind(&e.resource_id)
-    .bind(e.patient_key.as_ref().map(|k| k.0.clone()))
-    .bind(&e.outcome)
-    .bind(&e.detail)
-    .execute(exec)
-    .await
-    .map_err(db)?;
-    Ok(())
+/// Appends an audit event to the hash chain inside the caller's transaction.
+async fn insert_audit(conn: &mut sqlx::AnyConnection, e: &AuditEvent) -> Result<(), PortError> {
+    crate::audit::append(conn, e).await
 }
 
 /// Drops a password from a database URL before it is shown.
@@ -586,7 +568,7 @@ impl Catalog for SqlCatalog {
             .await
             .map_err(db)?;
         }
-        insert_audit(&mut *tx, &n.audit).await?;
+        insert_audit(&mut tx, &n.audit).await?;
         tx.commit().await.map_err(db)?;
         Ok(InsertOutcome::Inserted)
     }
@@ -1646,8 +1628,14 @@ impl Catalog for SqlCatalog {
             .map_err(|e| corrupt("api_tokens.username", e))
     }
 
+    async fn verify_audit_chain(&self) -> Result<AuditChainReport, PortError> {
+        crate::audit::verify(&self.pool).await
+    }
+
     async fn audit(&self, e: &AuditEvent) -> Result<(), PortError> {
-        insert_audit(&self.pool, e).await
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        insert_audit(&mut tx, e).await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>, PortError> {
