@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod catalog;
+mod lab;
 pub mod search;
 pub mod vault;
 
