@@ -320,6 +320,14 @@ async fn duplicates_are_acknowledged_once_stored_and_reused_ids_refused() {
         assert_eq!(r.0, StatusCode::OK);
         assert_eq!(ack_of(&r.1).code, "AA");
         assert_eq!(panels_of(&t, "HX", "P200").await.len(), 1);
+        // Stored once, seen again twice, one refusal: what /metrics counts.
+        assert_eq!(t.hub.counters.lab_messages(), [1, 2, 1]);
+        let admin = t.token("admin").await;
+        let metrics = t.get(&admin, "/metrics").await.text().await.unwrap();
+        assert!(
+            metrics.contains("yilian_lab_messages_total{outcome=\"duplicate\"} 2"),
+            "{metrics}"
+        );
         t.finish().await;
     }
 }
@@ -536,9 +544,27 @@ async fn http_takes_hl7_and_fhir_and_shows_panels_to_their_site_only() {
         let liu = t.token("liu.lab").await;
         // HL7 v2 over HTTP: the ACK is the body.
         let msg = oru_r01_cbc("XR0050", "XRMYY", "CL-H1", "2.5.1");
-        let (status, body, ct) = post_hl7(&t, &liu, msg.as_bytes()).await;
-        assert_eq!(status, StatusCode::OK);
+        let r = t
+            .http
+            .post(t.url("/api/v1/lab/hl7v2"))
+            .bearer_auth(&liu)
+            .header("content-type", "x-application/hl7-v2+er7")
+            .body(msg.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let hl7_panel = r.headers()["x-yilian-lab-panels"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        let body = r.bytes().await.unwrap().to_vec();
         assert_eq!(ct, "x-application/hl7-v2+er7; charset=utf-8");
+        assert_eq!(
+            get_panel(&t, &liu, &hl7_panel).await.1["message"]["control_id"],
+            "CL-H1"
+        );
         let ack = ack_of(&body);
         assert_eq!(
             (ack.code.as_str(), ack.control_id.as_str()),

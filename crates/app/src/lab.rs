@@ -29,6 +29,7 @@ use crate::access::{Action, Principal, allowed, require};
 use crate::error::AppError;
 use crate::hub::Hub;
 use crate::ingest::blob_key;
+use crate::metrics::LabOutcome;
 use crate::ports::{
     AuditEvent, LabInsertOutcome, LabMessageRecord, LabPanelRecord, NewLabMessage, NewLabPanel,
     PortError,
@@ -187,6 +188,7 @@ impl Hub {
         format: LabFormat,
     ) -> Result<LabIngest, LabIngestError> {
         if !allowed(who.role, Action::SendLab) {
+            self.counters.record_lab(LabOutcome::Refused);
             return Err(LabIngestError::Forbidden(format!(
                 "role {} may not send lab results",
                 who.role.as_str()
@@ -194,6 +196,11 @@ impl Hub {
         }
         let size = bytes.len();
         let outcome = self.ingest_lab_checked(who, bytes, format).await;
+        self.counters.record_lab(match &outcome {
+            Ok(i) if i.duplicate => LabOutcome::Duplicate,
+            Ok(_) => LabOutcome::Stored,
+            Err(_) => LabOutcome::Refused,
+        });
         match &outcome {
             Ok(i) => {
                 tracing::info!(
@@ -514,6 +521,7 @@ impl Hub {
             tracing::warn!(error = %e, "recording a refused lab sender failed");
         }
         tracing::warn!(%peer, reason = %refused, "MLLP sender refused");
+        self.counters.record_lab(LabOutcome::Refused);
         Err(LabIngestError::SenderRefused(refused))
     }
 

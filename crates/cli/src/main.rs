@@ -341,6 +341,12 @@ fn demo_lab_messages() -> Vec<(String, String)> {
     township.performing_lab = "HX_LIS".into();
     let county = LabSpec::new("XR0042", "XRMYY", "CL-0001", "2.3.1");
     let corrected = county.corrected("CL-0002");
+    // The correction: the potassium was a haemolysed specimen; the repeat is normal.
+    let corrected_text = oru_r01(&corrected, &electrolytes_critical()).replacen(
+        "|6.8|mmol/L^^UCUM|3.5-5.3|HH|",
+        "|4.1|mmol/L^^UCUM|3.5-5.3|N|",
+        1,
+    );
     let bundle = LabSpec::new("XR0042", "XRMYY", "CL-B-0001", "R4");
     vec![
         ("hx-cbc.hl7".into(), oru_r01(&township, &cbc())),
@@ -348,10 +354,7 @@ fn demo_lab_messages() -> Vec<(String, String)> {
             "county-potassium.hl7".into(),
             oru_r01(&county, &electrolytes_critical()),
         ),
-        (
-            "county-potassium-corrected.hl7".into(),
-            oru_r01(&corrected, &electrolytes_critical()),
-        ),
+        ("county-potassium-corrected.hl7".into(), corrected_text),
         ("county-liver.json".into(), fhir_bundle(&bundle, &liver())),
     ]
 }

@@ -2,7 +2,8 @@
 //! stored panel with its results and correction history.
 //!
 //! `POST /api/v1/lab/hl7v2` answers with the HL7 acknowledgment as the body (`x-application/hl7-v2+er7`):
-//! 200 with `AA` when stored (or stored before, same bytes); 400 `AR` when the body is not an ORU^R01
+//! 200 with `AA` when stored (or stored before, same bytes), the hub's ids in `X-Yilian-Lab-Message`
+//! and `X-Yilian-Lab-Panels` (comma separated); 400 `AR` when the body is not an ORU^R01
 //! the hub reads (not HL7, wrong type or version, bad charset), 422 `AE` when its content is wrong,
 //! 403 `AR` when the sending facility (MSH-4) is not a lab sender of the caller's site, 409 `AE` when
 //! its control ID was used before for other bytes, 503 `AE` when storage failed (retry). 413 (JSON)
@@ -118,10 +119,21 @@ pub async fn hl7v2(
     if let Ok(v) = HeaderValue::from_str(&content_type) {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
-    if let Ok(done) = &outcome
-        && let Ok(v) = HeaderValue::from_str(&done.message_id)
-    {
-        resp.headers_mut().insert("x-yilian-lab-message", v);
+    if let Ok(done) = &outcome {
+        let panels = done
+            .panels
+            .iter()
+            .map(|p| p.panel_id.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        for (name, value) in [
+            ("x-yilian-lab-message", done.message_id.as_str()),
+            ("x-yilian-lab-panels", panels.as_str()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                resp.headers_mut().insert(name, v);
+            }
+        }
     }
     Ok(resp)
 }

@@ -208,7 +208,7 @@ async fn handle(hub: &Hub, message: Bytes, peer: SocketAddr) -> Vec<u8> {
     };
     let (code, ack) = hub.lab_ack(&message, &outcome);
     match &outcome {
-        Ok(done) => tracing::info!(
+        Ok(done) => tracing::debug!(
             message_id = %done.message_id,
             facility = %done.sending_facility,
             duplicate = done.duplicate,
