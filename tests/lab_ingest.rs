@@ -842,3 +842,145 @@ async fn an_hl7_sender_nobody_here_wrote_gets_acks() {
         t.finish().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reports_of_one_order_form_one_chain() {
+    for backend in backends() {
+        let t = TestHub::start(&backend, None, |_| {}).await;
+        let mut base = LabSpec::new("XR0070", "XRMYY", "CL-R0", "2.5.1");
+        base.performing_lab = "COUNTYLAB".into();
+        let mut lis = Lis::connect(t.mllp_addr).await;
+        assert_eq!(
+            lis.send(oru_r01(&base, &electrolytes_critical()).as_bytes())
+                .await
+                .code,
+            "AA"
+        );
+        // Four corrections of the same order race on four connections.
+        let sends = (1..=4).map(|i| {
+            let text = oru_r01(
+                &base.corrected(&format!("CL-R{i}")),
+                &electrolytes_critical(),
+            );
+            let addr = t.mllp_addr;
+            tokio::spawn(async move {
+                let mut lis = Lis::connect(addr).await;
+                lis.send(text.as_bytes()).await.code
+            })
+        });
+        for code in futures::future::join_all(sends).await {
+            assert_eq!(code.unwrap(), "AA");
+        }
+        let panels = panels_of(&t, "XRMYY", "XR0070").await;
+        assert_eq!(panels.len(), 5);
+        // One current report; every other is superseded exactly once, by a distinct successor.
+        let current: Vec<_> = panels
+            .iter()
+            .filter(|p| p.superseded_by.is_none())
+            .collect();
+        assert_eq!(current.len(), 1, "{panels:#?}");
+        let mut superseded: Vec<_> = panels.iter().filter_map(|p| p.supersedes.clone()).collect();
+        superseded.sort();
+        superseded.dedup();
+        assert_eq!(superseded.len(), 4, "no report is superseded twice");
+        // Following the links back from the current one visits all five.
+        let mut seen = 1;
+        let mut cursor = current[0].supersedes.clone();
+        while let Some(id) = cursor {
+            let p = panels.iter().find(|p| p.panel_id == id).unwrap();
+            cursor = p.supersedes.clone();
+            seen += 1;
+        }
+        assert_eq!(seen, 5);
+        t.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_failure_is_ae_207_and_nothing_is_acknowledged() {
+    for backend in backends() {
+        let t = TestHub::start(&backend, None, |_| {}).await;
+        // The blob store's staging folder becomes a file: every write fails (even as root).
+        let staging = t.dir.path().join("blobs").join(".staging");
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(staging.parent().unwrap()).unwrap();
+        std::fs::write(&staging, b"not a folder").unwrap();
+        let msg = oru_r01(&spec("P600", "HX_LIS", "HX-F1", "2.5.1"), &cbc());
+        let mut lis = Lis::connect(t.mllp_addr).await;
+        let ack = lis.send(msg.as_bytes()).await;
+        assert_eq!(
+            (ack.code.as_str(), ack.control_id.as_str()),
+            ("AE", "HX-F1"),
+            "{}",
+            ack.text
+        );
+        assert!(ack.err.unwrap().contains("207^"));
+        assert!(!stored(&t, "HX_LIS", "HX-F1").await);
+        let wang = t.token("wang.tech").await;
+        let (status, body, _) = post_hl7(&t, &wang, msg.as_bytes()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(ack_of(&body).code, "AE");
+        // Storage is back: the LIS's resend on the same connection is stored.
+        std::fs::remove_file(&staging).unwrap();
+        assert_eq!(lis.send(msg.as_bytes()).await.code, "AA");
+        assert_eq!(panels_of(&t, "HX", "P600").await.len(), 1);
+        t.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_never_ends_the_listener_and_idle_connections_close() {
+    let backend = backends().remove(0);
+    let t = TestHub::start(&backend, None, |c| c.lab.idle_timeout_secs = 1).await;
+    let mut lis = Lis::connect(t.mllp_addr).await;
+    // Deterministic junk frames: random bytes, stray start blocks, MSH lines that go nowhere.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let good = oru_r01(&spec("P700", "HX_LIS", "HX-G1", "2.5.1"), &cbc());
+    for i in 0..60 {
+        let mut frame: Vec<u8> = match i % 4 {
+            0 => (0..(i * 7 + 3))
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x & 0xff) as u8
+                })
+                .filter(|b| *b != 0x0b && *b != 0x1c)
+                .collect(),
+            1 => b"MSH|".to_vec(),
+            // A cut message may still be whole at a segment boundary: its own control ID.
+            2 => {
+                let cut = good.replacen("HX-G1", &format!("HX-T{i}"), 1);
+                cut.as_bytes()[..cut.len() * (i % 9 + 1) / 10].to_vec()
+            }
+            _ => {
+                let mut g = good.clone().into_bytes();
+                let at = (i * 37) % g.len();
+                g[at] = 0xff;
+                g
+            }
+        };
+        frame.insert(0, 0x0b);
+        frame.extend_from_slice(&[0x1c, 0x0d]);
+        lis.write(&frame).await;
+        let ack = lis.read_ack().await;
+        let allowed: &[&str] = if i % 4 == 2 {
+            &["AA", "AE", "AR"]
+        } else {
+            &["AE", "AR"]
+        };
+        assert!(allowed.contains(&ack.code.as_str()), "{i}: {}", ack.text);
+    }
+    assert_eq!(lis.send(good.as_bytes()).await.code, "AA");
+    // Silence longer than lab.idle_timeout_secs: the hub closes the connection.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(30), lis.stream.read(&mut buf))
+        .await
+        .expect("closed within 30 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // The listener still serves.
+    let mut again = Lis::connect(t.mllp_addr).await;
+    assert_eq!(again.send(good.as_bytes()).await.code, "AA");
+    t.finish().await;
+}
