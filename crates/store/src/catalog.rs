@@ -48,11 +48,11 @@ macro_rules! sql {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-fn db(e: sqlx::Error) -> PortError {
+pub(crate) fn db(e: sqlx::Error) -> PortError {
     PortError::Unavailable(e.to_string())
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> PortError {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> PortError {
     PortError::Corrupt(format!("{what}: {e}"))
 }
 
@@ -149,7 +149,10 @@ impl SqlCatalog {
 
 /// One audit row, on the pool or inside a transaction.
 /// Appends an audit event to the hash chain inside the caller's transaction.
-async fn insert_audit(conn: &mut sqlx::AnyConnection, e: &AuditEvent) -> Result<(), PortError> {
+pub(crate) async fn insert_audit(
+    conn: &mut sqlx::AnyConnection,
+    e: &AuditEvent,
+) -> Result<(), PortError> {
     crate::audit::append(conn, e).await
 }
 
@@ -161,7 +164,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn uid<T>(
+pub(crate) fn uid<T>(
     row: &AnyRow,
     col: &str,
     make: fn(String) -> Result<T, yilian_domain::IdError>,
@@ -170,7 +173,7 @@ fn uid<T>(
     make(s).map_err(|e| corrupt(col, e))
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
+pub(crate) fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
     row: &'r AnyRow,
     col: &str,
 ) -> Result<T, PortError> {
@@ -1550,6 +1553,45 @@ impl Catalog for SqlCatalog {
             out.push((exam, report));
         }
         Ok(out)
+    }
+
+    async fn lab_message(
+        &self,
+        source: yilian_domain::lab::LabSource,
+        sending_facility: &str,
+        control_id: &str,
+    ) -> Result<Option<LabMessageRecord>, PortError> {
+        self.lab_message_by_key(source, sending_facility, control_id)
+            .await
+    }
+
+    async fn insert_lab_message(
+        &self,
+        message: &NewLabMessage,
+    ) -> Result<LabInsertOutcome, PortError> {
+        self.insert_lab(message).await
+    }
+
+    async fn latest_lab_panel_of_order(
+        &self,
+        order: &LabOrderRef,
+    ) -> Result<Option<yilian_domain::LabPanelId>, PortError> {
+        self.latest_lab_panel(order).await
+    }
+
+    async fn lab_panel(
+        &self,
+        panel: &yilian_domain::LabPanelId,
+    ) -> Result<Option<LabPanelRecord>, PortError> {
+        self.lab_panel_by_id(panel).await
+    }
+
+    async fn lab_panels_of_patient(
+        &self,
+        patient: &PatientKey,
+        limit: i64,
+    ) -> Result<Vec<LabPanelRecord>, PortError> {
+        self.lab_panels_by_patient(patient, limit).await
     }
 
     async fn publish_key(&self, k: &PublicKeyRecord) -> Result<(), PortError> {

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod blobs;
 pub mod catalog;
+mod lab;
 pub mod search;
 pub mod vault;
 
