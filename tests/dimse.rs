@@ -15,7 +15,7 @@ use dicom_ul::pdu::{
     AssociationRJResult, AssociationRJServiceUserReason, AssociationRJSource, PDataValue,
     PDataValueType, PresentationContextResultReason,
 };
-use support::{TestHub, backends};
+use support::{BlobStore, TestHub, backends};
 use yilian_fixtures::{InstanceSpec, instance_bytes};
 use yilian_server::dimse::command::{Command, CommandBuilder, field};
 
@@ -300,6 +300,73 @@ async fn store_then_retrieve_over_http_bit_exact() {
         );
         t.finish().await;
     }
+}
+
+/// C-STORE with blobs on the S3 test server: the real DIMSE ingest path spools each instance to the
+/// local staging folder, streams it to S3 (an 8 MiB instance as a multipart upload in 5 MiB parts),
+/// removes the spool file and only then answers success; WADO-RS returns the data set unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c_store_with_blobs_on_s3() {
+    let Some(env) = support::s3_env() else {
+        return;
+    };
+    let backend = backends().pop().expect("a catalog backend");
+    let t = TestHub::start_with_blobs(&backend, &BlobStore::S3(env), None, |_| {}).await;
+    let staging = t
+        .hub
+        .blobs
+        .staging_dir()
+        .expect("S3 blobs spool on local disk");
+    assert!(staging.starts_with(t.dir.path()), "{}", staging.display());
+    let mut scu = connect(&t, "HX_DR01", "YILIAN", CT).await.unwrap();
+    let small = instance_bytes(&InstanceSpec::ct(1));
+    let large = instance_bytes(&InstanceSpec {
+        rows: 2048,
+        columns: 2048,
+        ..InstanceSpec::ct(2)
+    });
+    let token = t.token("wang.tech").await;
+    for (sop, file) in [("2.25.1001.1.1", &small), ("2.25.1001.1.2", &large)] {
+        let sent = data_set_of(file).to_vec();
+        let (st, comment) = scu.store(uids::CT_IMAGE_STORAGE, sop, &sent).await;
+        assert_eq!(st, 0x0000, "{comment:?}");
+        let leftovers: Vec<_> = std::fs::read_dir(&staging)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "spool files left: {leftovers:?}");
+        let inst = t
+            .hub
+            .catalog
+            .instance(&sop.parse().unwrap())
+            .await
+            .unwrap()
+            .expect("in the catalog");
+        assert_eq!(
+            t.hub.blobs.size(&inst.blob_key).await.unwrap(),
+            Some(inst.size_bytes as u64),
+            "the object is in the bucket"
+        );
+        let rsp = t
+            .get(
+                &token,
+                &format!("/dicomweb/studies/2.25.1001/series/2.25.1001.1/instances/{sop}"),
+            )
+            .await;
+        assert_eq!(rsp.status(), 200);
+        let ct = rsp.headers()["content-type"].to_str().unwrap().to_string();
+        let body = rsp.bytes().await.unwrap();
+        let stored = single_part(&ct, &body);
+        assert!(
+            data_set_of(&stored) == &sent[..],
+            "{sop}: data set bytes unchanged"
+        );
+    }
+    scu.release().await;
+    assert!(
+        !t.dir.path().join("blobs").exists(),
+        "no blob was written to the local disk"
+    );
+    t.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

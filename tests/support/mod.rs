@@ -1,5 +1,6 @@
 //! Test support: a real hub on 127.0.0.1:0 over a real catalog (SQLite always, PostgreSQL when
-//! DATABASE_URL is set), real blobs on disk, and a real HTTP client.
+//! DATABASE_URL is set), real blobs (on disk; on the S3 test server for the S3 variants, or for every
+//! hub when `YILIAN_TEST_BLOBS=s3`), and a real HTTP client.
 
 #![allow(dead_code)]
 
@@ -33,6 +34,87 @@ pub fn backends() -> Vec<Backend> {
     out
 }
 
+/// Where a test hub keeps its blobs.
+#[derive(Clone, Debug)]
+pub enum BlobStore {
+    /// `file://` in the test's temporary folder.
+    File,
+    /// The S3-compatible server the test script started (`YILIAN_TEST_S3_*`), under a fresh prefix.
+    S3(S3Env),
+}
+
+/// The S3 test server, from `YILIAN_TEST_S3_ENDPOINT`, `_BUCKET`, `_ACCESS_KEY_ID`,
+/// `_SECRET_ACCESS_KEY`, `_REGION`.
+#[derive(Clone)]
+pub struct S3Env {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub region: String,
+}
+
+impl std::fmt::Debug for S3Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "S3 {} bucket {}", self.endpoint, self.bucket)
+    }
+}
+
+/// The S3 test server when the test script started one. Without it: SKIPPED (said on stderr), and
+/// under CI a failure.
+pub fn s3_env() -> Option<S3Env> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match var("YILIAN_TEST_S3_ENDPOINT") {
+        Some(endpoint) => Some(S3Env {
+            endpoint,
+            bucket: var("YILIAN_TEST_S3_BUCKET").unwrap_or_else(|| "yilian-test".into()),
+            access_key_id: var("YILIAN_TEST_S3_ACCESS_KEY_ID").unwrap_or_else(|| "test".into()),
+            secret_access_key: var("YILIAN_TEST_S3_SECRET_ACCESS_KEY")
+                .unwrap_or_else(|| "test-secret".into()),
+            region: var("YILIAN_TEST_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+        }),
+        None => {
+            if std::env::var("CI").is_ok() {
+                panic!(
+                    "CI must set YILIAN_TEST_S3_ENDPOINT so the S3 variants run (scripts/test starts the server)"
+                );
+            }
+            eprintln!(
+                "SKIPPED S3 blobs: YILIAN_TEST_S3_ENDPOINT is not set (scripts/test sets it)"
+            );
+            None
+        }
+    }
+}
+
+/// The blob store hubs use by default: `file://`, or S3 when `YILIAN_TEST_BLOBS=s3` (which needs
+/// the S3 test server).
+fn default_blob_store() -> BlobStore {
+    match std::env::var("YILIAN_TEST_BLOBS").as_deref() {
+        Ok("s3") => {
+            BlobStore::S3(s3_env().expect("YILIAN_TEST_BLOBS=s3 needs YILIAN_TEST_S3_ENDPOINT"))
+        }
+        _ => BlobStore::File,
+    }
+}
+
+/// Points `[blobs]` at the test server under a fresh prefix, spooling in `dir/staging`, with the
+/// smallest part size S3 allows (so instances over 5 MiB go multipart).
+pub fn use_s3(cfg: &mut Config, env: &S3Env, dir: &std::path::Path) {
+    cfg.blobs.url = format!(
+        "s3://{}/hub-{}",
+        env.bucket,
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    cfg.blobs.staging_dir = Some(dir.join("staging"));
+    cfg.blobs.endpoint = Some(env.endpoint.clone());
+    cfg.blobs.region = env.region.clone();
+    cfg.blobs.access_key_id = Some(env.access_key_id.clone());
+    cfg.blobs.secret_access_key = Some(env.secret_access_key.clone());
+    cfg.blobs.allow_http = env.endpoint.starts_with("http://");
+    cfg.blobs.part_size_mib = 5;
+}
+
 /// A clock the test moves.
 #[derive(Debug)]
 pub struct ManualClock(AtomicI64);
@@ -62,6 +144,7 @@ pub struct TestHub {
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
     pub backend: Backend,
+    pub blob_store: BlobStore,
     pg_admin: Option<(String, String)>,
     server: tokio::task::JoinHandle<()>,
     dimse: tokio::task::JoinHandle<()>,
@@ -84,9 +167,20 @@ fn replace_database(url: &str, db: &str) -> String {
 }
 
 impl TestHub {
-    /// Starts the demo alliance on a fresh catalog; `tweak` adjusts the configuration first.
+    /// Starts the demo alliance on a fresh catalog; `tweak` adjusts the configuration first. Blobs
+    /// on disk (or S3 under `YILIAN_TEST_BLOBS=s3`).
     pub async fn start(
         backend: &Backend,
+        clock: Option<Arc<dyn Clock>>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestHub {
+        Self::start_with_blobs(backend, &default_blob_store(), clock, tweak).await
+    }
+
+    /// Starts the demo alliance on a fresh catalog with blobs in `blobs`.
+    pub async fn start_with_blobs(
+        backend: &Backend,
+        blobs: &BlobStore,
         clock: Option<Arc<dyn Clock>>,
         tweak: impl FnOnce(&mut Config),
     ) -> TestHub {
@@ -110,7 +204,10 @@ impl TestHub {
                 replace_database(url, &name)
             }
         };
-        cfg.blobs.url = format!("file://{}/blobs", dir.path().display());
+        match blobs {
+            BlobStore::File => cfg.blobs.url = format!("file://{}/blobs", dir.path().display()),
+            BlobStore::S3(env) => use_s3(&mut cfg, env, dir.path()),
+        }
         cfg.keys.dir = dir.path().join("keys");
         cfg.server.http_addr = "127.0.0.1:0".into();
         // Tests that are not about duty run with every reader always on duty and no offers (pure
@@ -155,6 +252,7 @@ impl TestHub {
             http: reqwest::Client::new(),
             dir,
             backend: backend.clone(),
+            blob_store: blobs.clone(),
             pg_admin,
             server,
         }

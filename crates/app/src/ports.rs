@@ -42,10 +42,35 @@ pub trait Blobs: Send + Sync {
         let _ = tokio::fs::remove_file(path).await;
         Ok(())
     }
-    /// A folder on the store's filesystem where front ends spool uploads so `put_file` can move them
-    /// instead of copying. `None` when the store has no such folder.
+    /// A local folder where front ends spool uploads before `put_file` (on the blob store's
+    /// filesystem for `file://`, so the file is moved instead of copied). `None`: the system's
+    /// temporary folder.
     fn staging_dir(&self) -> Option<std::path::PathBuf> {
         None
+    }
+    /// Bytes `range` of a blob, the end clamped to its size; an empty range is empty. A start at or
+    /// past the end is an error. The default reads the whole blob.
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<Bytes, PortError> {
+        if range.start >= range.end {
+            return Ok(Bytes::new());
+        }
+        let all = self.get(key).await?;
+        let len = all.len() as u64;
+        if range.start >= len {
+            return Err(PortError::NotFound(format!(
+                "{key}: bytes from {} (size {len})",
+                range.start
+            )));
+        }
+        Ok(all.slice(range.start as usize..range.end.min(len) as usize))
+    }
+    /// The blob's size in bytes; `None` when there is no such blob.
+    async fn size(&self, key: &str) -> Result<Option<u64>, PortError> {
+        match self.get(key).await {
+            Ok(b) => Ok(Some(b.len() as u64)),
+            Err(PortError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -20,7 +20,7 @@ pub async fn open_hub_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyho
     let catalog = SqlCatalog::connect(&config.database.url, config.database.max_connections)
         .await
         .context("opening the catalog")?;
-    let blobs = open_blobs(&config.blobs.url).context("opening the blob store")?;
+    let blobs = open_blobs(&config.blobs).context("opening the blob store")?;
     let vault = FileKeyVault::new(&config.keys.dir);
     let hub = Hub::new(
         Arc::new(config),

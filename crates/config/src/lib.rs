@@ -360,19 +360,256 @@ impl Default for DatabaseConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+/// Where instance bytes live (`[blobs]`): a folder (`file://…`) or any S3-compatible object store
+/// (`s3://bucket/prefix`). The S3 keys are refused with a `file://` URL.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BlobsConfig {
-    /// `file://relative/or/absolute/path` (default).
+    /// `file://relative/or/absolute/path` (default) or `s3://bucket[/prefix]`.
     pub url: String,
+    /// Local folder where uploads (DIMSE C-STORE) are spooled before they are stored. Default: the
+    /// blob folder's `.staging` (`file://`, so a spooled file is renamed into place), else
+    /// `yilian-data/staging`.
+    pub staging_dir: Option<PathBuf>,
+    /// S3 endpoint, e.g. `https://minio.alliance.local:9000`. Absent: AWS
+    /// (`https://s3.<region>.amazonaws.com`).
+    pub endpoint: Option<String>,
+    /// S3 region (signatures name it; MinIO and Ceph accept the default).
+    pub region: String,
+    /// S3 access key id. With `secret_access_key_file` (or `YILIAN_BLOBS_SECRET_ACCESS_KEY`); with
+    /// neither, the standard AWS environment and instance credentials are used.
+    pub access_key_id: Option<String>,
+    /// A file holding the S3 secret access key (never the key itself in the TOML).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Read from `secret_access_key_file` or `YILIAN_BLOBS_SECRET_ACCESS_KEY` at load.
+    #[serde(skip)]
+    pub secret_access_key: Option<String>,
+    /// Allow an `http://` endpoint (test servers, a store on the same host). Default false.
+    pub allow_http: bool,
+    /// `https://bucket.endpoint/key` requests instead of `https://endpoint/bucket/key` (path style,
+    /// the default, which MinIO and Ceph expect). With an endpoint, the endpoint must then name the
+    /// bucket.
+    pub virtual_hosted_style: bool,
+    /// At most this many requests to the store at once, all uploads and reads together; multipart
+    /// part buffers in flight are bounded by it too (`max_concurrency × part_size_mib`).
+    pub max_concurrency: usize,
+    /// Objects larger than this are uploaded in parts of this size (S3 allows 5 … 5120 MiB).
+    pub part_size_mib: u64,
+    /// Retries of one failed request (connection errors, 5xx, throttling), with exponential backoff
+    /// from 100 ms up to 5 s between tries.
+    pub max_retries: usize,
+    /// No retry is started this long after a request's first try.
+    pub retry_timeout_secs: u64,
+    /// One request (a whole small object or one part) may take this long.
+    pub request_timeout_secs: u64,
+}
+
+impl std::fmt::Debug for BlobsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobsConfig")
+            .field("url", &self.url)
+            .field("staging_dir", &self.staging_dir)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key_file", &self.secret_access_key_file)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
+            .field("allow_http", &self.allow_http)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("part_size_mib", &self.part_size_mib)
+            .field("max_retries", &self.max_retries)
+            .field("retry_timeout_secs", &self.retry_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .finish()
+    }
 }
 
 impl Default for BlobsConfig {
     fn default() -> Self {
         BlobsConfig {
             url: "file://yilian-data/blobs".into(),
+            staging_dir: None,
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: None,
+            secret_access_key_file: None,
+            secret_access_key: None,
+            allow_http: false,
+            virtual_hosted_style: false,
+            max_concurrency: 16,
+            part_size_mib: 8,
+            max_retries: 5,
+            retry_timeout_secs: 60,
+            request_timeout_secs: 120,
         }
     }
+}
+
+/// An `s3://bucket/prefix` URL taken apart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Object key prefix without leading or trailing `/` (may be empty).
+    pub prefix: String,
+}
+
+impl BlobsConfig {
+    /// The folder of a `file://` URL.
+    pub fn file_root(&self) -> Option<PathBuf> {
+        self.url.strip_prefix("file://").map(PathBuf::from)
+    }
+
+    /// Bucket and prefix of an `s3://` URL (`None`: not S3, or malformed; `validate` says why).
+    pub fn s3_location(&self) -> Option<S3Location> {
+        parse_s3_url(&self.url).ok()
+    }
+
+    /// Where uploads are spooled: `staging_dir`, else the blob folder's `.staging` (`file://`), else
+    /// `yilian-data/staging`.
+    pub fn staging(&self) -> PathBuf {
+        match (&self.staging_dir, self.file_root()) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(root)) => root.join(".staging"),
+            (None, None) => PathBuf::from("yilian-data/staging"),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.url.starts_with("file://") {
+            if self.file_root().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(invalid("blobs.url", "file:// needs a folder"));
+            }
+            let s3_only = [
+                ("blobs.endpoint", self.endpoint.is_some()),
+                ("blobs.access_key_id", self.access_key_id.is_some()),
+                (
+                    "blobs.secret_access_key_file",
+                    self.secret_access_key.is_some() || self.secret_access_key_file.is_some(),
+                ),
+                ("blobs.allow_http", self.allow_http),
+                ("blobs.virtual_hosted_style", self.virtual_hosted_style),
+            ];
+            if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    *key,
+                    "applies to an s3:// blobs.url only (blobs.url is file://)",
+                ));
+            }
+            return Ok(());
+        }
+        if !self.url.starts_with("s3://") {
+            return Err(invalid(
+                "blobs.url",
+                "must start with file:// (a folder) or s3:// (s3://bucket/prefix)",
+            ));
+        }
+        parse_s3_url(&self.url).map_err(|m| invalid("blobs.url", m))?;
+        if let Some(endpoint) = &self.endpoint {
+            if endpoint.starts_with("http://") {
+                if !self.allow_http {
+                    return Err(invalid(
+                        "blobs.endpoint",
+                        "is http://: set blobs.allow_http = true (test servers only) or use https://",
+                    ));
+                }
+            } else if !endpoint.starts_with("https://") {
+                return Err(invalid(
+                    "blobs.endpoint",
+                    "must be an https:// (or, with allow_http, http://) URL",
+                ));
+            }
+            if endpoint.trim_end_matches('/').len() <= "https://".len() {
+                return Err(invalid("blobs.endpoint", "names no host"));
+            }
+        }
+        if self.region.trim().is_empty() {
+            return Err(invalid("blobs.region", "must not be empty"));
+        }
+        match (&self.access_key_id, &self.secret_access_key) {
+            (Some(id), _) if id.trim().is_empty() => {
+                return Err(invalid("blobs.access_key_id", "must not be empty"));
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "blobs.secret_access_key_file",
+                    "blobs.access_key_id needs its secret: set secret_access_key_file or YILIAN_BLOBS_SECRET_ACCESS_KEY",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "blobs.access_key_id",
+                    "a secret access key is set but no access_key_id",
+                ));
+            }
+            (Some(_), Some(secret)) if secret.is_empty() => {
+                return Err(invalid(
+                    "blobs.secret_access_key_file",
+                    "the secret access key is empty",
+                ));
+            }
+            _ => {}
+        }
+        if !(1..=1024).contains(&self.max_concurrency) {
+            return Err(invalid("blobs.max_concurrency", "must be 1 … 1024"));
+        }
+        if !(5..=5120).contains(&self.part_size_mib) {
+            return Err(invalid(
+                "blobs.part_size_mib",
+                "must be 5 … 5120 (S3's part size limits)",
+            ));
+        }
+        if self.max_retries > 20 {
+            return Err(invalid("blobs.max_retries", "must be 0 … 20"));
+        }
+        if !(1..=600).contains(&self.retry_timeout_secs) {
+            return Err(invalid("blobs.retry_timeout_secs", "must be 1 … 600"));
+        }
+        if !(1..=3600).contains(&self.request_timeout_secs) {
+            return Err(invalid("blobs.request_timeout_secs", "must be 1 … 3600"));
+        }
+        Ok(())
+    }
+}
+
+/// `s3://bucket[/prefix]` → bucket and prefix; the message says what is wrong.
+fn parse_s3_url(url: &str) -> Result<S3Location, String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| "not an s3:// URL".to_string())?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !bucket_ok {
+        return Err(format!(
+            "bucket {bucket:?} is not an S3 bucket name (3 … 63 of a-z 0-9 . -, starting and ending with a letter or digit)"
+        ));
+    }
+    let prefix = prefix.trim_matches('/');
+    for segment in prefix.split('/').filter(|_| !prefix.is_empty()) {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!("prefix {prefix:?} has an empty, . or .. segment"));
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(format!(
+                "prefix segment {segment:?}: use a-z A-Z 0-9 - _ . only"
+            ));
+        }
+    }
+    Ok(S3Location {
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+    })
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -652,6 +889,24 @@ impl Config {
         if let Some(v) = env("YILIAN_BLOBS_URL") {
             self.blobs.url = v;
         }
+        if let Some(v) = env("YILIAN_BLOBS_STAGING_DIR") {
+            self.blobs.staging_dir = Some(v.into());
+        }
+        if let Some(v) = env("YILIAN_BLOBS_ENDPOINT") {
+            self.blobs.endpoint = Some(v);
+        }
+        if let Some(v) = env("YILIAN_BLOBS_REGION") {
+            self.blobs.region = v;
+        }
+        if let Some(v) = env("YILIAN_BLOBS_ACCESS_KEY_ID") {
+            self.blobs.access_key_id = Some(v);
+        }
+        if let Some(v) = env("YILIAN_BLOBS_SECRET_ACCESS_KEY_FILE") {
+            self.blobs.secret_access_key_file = Some(v.into());
+        }
+        if let Some(v) = env("YILIAN_BLOBS_ALLOW_HTTP") {
+            self.blobs.allow_http = matches!(v.as_str(), "1" | "true" | "yes");
+        }
         if let Some(v) = env("YILIAN_DICOM_ADDR") {
             self.dicom.listen_addr = v;
         }
@@ -676,6 +931,15 @@ impl Config {
                 source,
             })?;
             self.alliance.patient_key_secret = Some(secret.trim().to_string());
+        }
+        if let Some(path) = &self.blobs.secret_access_key_file {
+            let secret = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            self.blobs.secret_access_key = Some(secret.trim().to_string());
+        } else if let Some(v) = env("YILIAN_BLOBS_SECRET_ACCESS_KEY") {
+            self.blobs.secret_access_key = Some(v.trim().to_string());
         }
         if let Some(path) = &self.notifications.webhook_ca_file {
             let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
@@ -741,12 +1005,7 @@ impl Config {
                 "must start with sqlite: or postgres://",
             ));
         }
-        if !self.blobs.url.starts_with("file://") {
-            return Err(invalid(
-                "blobs.url",
-                "must start with file:// (s3:// arrives with the production profile)",
-            ));
-        }
+        self.blobs.validate()?;
         let mut site_ids = HashSet::new();
         for (i, s) in self.sites.iter().enumerate() {
             SiteId::new(s.id.clone())
@@ -1368,6 +1627,127 @@ mod tests {
         .unwrap();
         assert_eq!(c.lab.mllp_addr, "0.0.0.0:12575");
         assert!(!c.lab.mllp_enabled);
+    }
+
+    /// `[blobs]` on S3: keys from the TOML, the secret from a file or the environment (never the
+    /// TOML), each mistake named by its key.
+    #[test]
+    fn s3_blobs_are_configured_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("s3-secret");
+        std::fs::write(&secret, "s3cr3t\n").unwrap();
+        let with_blobs = |blobs: &str| {
+            DEMO_TOML.replacen(
+                "[blobs]\nurl = \"file://yilian-data/blobs\"\n",
+                &format!("[blobs]\n{blobs}\n"),
+                1,
+            )
+        };
+        let ok = with_blobs(&format!(
+            "url = \"s3://pacs-blobs/county-a\"\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\naccess_key_id = \"yilian\"\nsecret_access_key_file = \"{}\"\nstaging_dir = \"/var/spool/yilian\"",
+            secret.display()
+        ));
+        let mut c = Config::from_toml(&ok, "demo").unwrap();
+        c.finish(|_| None).unwrap();
+        assert_eq!(c.blobs.secret_access_key.as_deref(), Some("s3cr3t"));
+        assert_eq!(
+            c.blobs.s3_location(),
+            Some(S3Location {
+                bucket: "pacs-blobs".into(),
+                prefix: "county-a".into()
+            })
+        );
+        assert_eq!(c.blobs.staging(), PathBuf::from("/var/spool/yilian"));
+        assert!(
+            !format!("{:?}", c.blobs).contains("s3cr3t"),
+            "Debug hides the secret"
+        );
+
+        // The whole S3 setup from the environment, the secret itself included.
+        let mut c = Config::from_toml(DEMO_TOML, "demo").unwrap();
+        c.finish(|k| {
+            let v = match k {
+                "YILIAN_BLOBS_URL" => "s3://bucket-b",
+                "YILIAN_BLOBS_ENDPOINT" => "https://minio.alliance.local",
+                "YILIAN_BLOBS_ACCESS_KEY_ID" => "id",
+                "YILIAN_BLOBS_SECRET_ACCESS_KEY" => "from-env",
+                _ => return None,
+            };
+            Some(v.to_string())
+        })
+        .unwrap();
+        assert_eq!(c.blobs.secret_access_key.as_deref(), Some("from-env"));
+        assert_eq!(c.blobs.s3_location().unwrap().prefix, "");
+        assert_eq!(c.blobs.staging(), PathBuf::from("yilian-data/staging"));
+        assert_eq!(
+            demo().blobs.staging(),
+            PathBuf::from("yilian-data/blobs/.staging")
+        );
+
+        // The secret never goes in the TOML.
+        let e = Config::from_toml(
+            &with_blobs("url = \"s3://bucket\"\nsecret_access_key = \"x\""),
+            "demo",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("secret_access_key"), "{e}");
+
+        for (blobs, key, says) in [
+            ("url = \"s3://B\"", "blobs.url", "bucket"),
+            ("url = \"s3://ok-bucket/a//b\"", "blobs.url", "empty"),
+            ("url = \"s3://ok-bucket/../b\"", "blobs.url", ".."),
+            ("url = \"gs://bucket\"", "blobs.url", "s3://"),
+            (
+                "url = \"s3://bucket\"\nendpoint = \"http://127.0.0.1:9000\"",
+                "blobs.endpoint",
+                "allow_http",
+            ),
+            (
+                "url = \"s3://bucket\"\nendpoint = \"minio:9000\"",
+                "blobs.endpoint",
+                "https://",
+            ),
+            (
+                "url = \"s3://bucket\"\naccess_key_id = \"id\"",
+                "blobs.secret_access_key_file",
+                "secret",
+            ),
+            (
+                "url = \"s3://bucket\"\npart_size_mib = 4",
+                "blobs.part_size_mib",
+                "5",
+            ),
+            (
+                "url = \"s3://bucket\"\nmax_concurrency = 0",
+                "blobs.max_concurrency",
+                "1",
+            ),
+            (
+                "url = \"s3://bucket\"\nregion = \"\"",
+                "blobs.region",
+                "empty",
+            ),
+            (
+                "url = \"file://yilian-data/blobs\"\nendpoint = \"https://s3.example\"",
+                "blobs.endpoint",
+                "s3://",
+            ),
+        ] {
+            let mut c = Config::from_toml(&with_blobs(blobs), "demo").unwrap();
+            let e = c.finish(|_| None).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("{key}: ")) && e.contains(says),
+                "{blobs}: {e}"
+            );
+        }
+        // A secret without its key id.
+        let mut c = Config::from_toml(&with_blobs("url = \"s3://bucket\""), "demo").unwrap();
+        let e = c
+            .finish(|k| (k == "YILIAN_BLOBS_SECRET_ACCESS_KEY").then(|| "x".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("blobs.access_key_id: "), "{e}");
     }
 
     #[test]

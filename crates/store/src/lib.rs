@@ -8,6 +8,6 @@ mod lab;
 pub mod search;
 pub mod vault;
 
-pub use blobs::{BlobError, FsBlobs, open_blobs};
+pub use blobs::{BlobError, FsBlobs, S3Blobs, S3Tuning, open_blobs};
 pub use catalog::{Backend, SqlCatalog, StoreError};
 pub use vault::FileKeyVault;

@@ -1,51 +1,50 @@
-//! Blob storage. Reads go through `object_store`; the local filesystem backend writes itself so the
-//! order is durable: write to `.staging`, fsync the file, rename into the content address, fsync the
-//! folder — `put` returns after all four, so an acknowledged instance survives a crash and a named
-//! blob is never incomplete.
+//! Blobs on the local filesystem. Reads go through `object_store`; writes are done here so the
+//! order is durable: write to the staging folder, fsync the file, rename into the content address,
+//! fsync the folder — `put` returns after all four, so an acknowledged instance survives a crash and
+//! a named blob is never incomplete.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use object_store::local::LocalFileSystem;
-use object_store::path::Path as ObjectPath;
 use yilian_app::ports::{Blobs, PortError};
 
-#[derive(Debug, thiserror::Error)]
-pub enum BlobError {
-    #[error("blobs.url {0:?} is not supported: use file://path")]
-    Unsupported(String),
-    #[error("cannot prepare the blob folder {path}: {source}")]
-    Dir {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot open the blob store: {0}")]
-    Open(#[from] object_store::Error),
-}
+use super::{BlobError, head_size, object_path, port_error, read_range};
 
 /// Blobs on the local filesystem under one root folder.
 #[derive(Debug)]
 pub struct FsBlobs {
     root: PathBuf,
+    staging: PathBuf,
     store: LocalFileSystem,
 }
 
 impl FsBlobs {
+    /// Blobs under `root`, uploads spooled in `root/.staging` (same filesystem: moved, not copied).
     pub fn open(root: &Path) -> Result<Self, BlobError> {
-        std::fs::create_dir_all(root).map_err(|source| BlobError::Dir {
-            path: root.display().to_string(),
+        Self::open_with_staging(root, &root.join(".staging"))
+    }
+
+    /// Blobs under `root`, uploads spooled in `staging` (another filesystem works: the file is
+    /// then copied and fsynced instead of renamed).
+    pub fn open_with_staging(root: &Path, staging: &Path) -> Result<Self, BlobError> {
+        let dir = |path: &Path, source| BlobError::Dir {
+            path: path.display().to_string(),
             source,
-        })?;
-        let root = root.canonicalize().map_err(|source| BlobError::Dir {
-            path: root.display().to_string(),
-            source,
-        })?;
+        };
+        std::fs::create_dir_all(root).map_err(|e| dir(root, e))?;
+        let root = root.canonicalize().map_err(|e| dir(root, e))?;
+        std::fs::create_dir_all(staging).map_err(|e| dir(staging, e))?;
+        let staging = staging.canonicalize().map_err(|e| dir(staging, e))?;
         let store = LocalFileSystem::new_with_prefix(&root)?;
-        Ok(FsBlobs { root, store })
+        Ok(FsBlobs {
+            root,
+            staging,
+            store,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -94,24 +93,13 @@ impl FsBlobs {
     }
 }
 
-/// Opens the store a `blobs.url` names (`file://relative` or `file:///absolute`).
-pub fn open_blobs(url: &str) -> Result<Arc<dyn Blobs>, BlobError> {
-    let path = url
-        .strip_prefix("file://")
-        .ok_or_else(|| BlobError::Unsupported(url.to_string()))?;
-    Ok(Arc::new(FsBlobs::open(Path::new(path))?))
-}
-
-fn object_path(key: &str) -> Result<ObjectPath, PortError> {
-    ObjectPath::parse(key).map_err(|e| PortError::Corrupt(format!("blob key {key:?}: {e}")))
-}
-
 #[async_trait]
 impl Blobs for FsBlobs {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<(), PortError> {
         object_path(key)?;
-        // Write to staging, fsync, then rename into place and fsync the folder: a named blob is
-        // always complete (object_store's local put renames before anything is fsynced).
+        // Write to `.staging` beside the blobs (same filesystem, whatever the spool folder), fsync,
+        // then rename into place and fsync the folder: a named blob is always complete
+        // (object_store's local put renames before anything is fsynced).
         let staging = self.root.join(".staging");
         let dest = self.root.join(key);
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -138,18 +126,25 @@ impl Blobs for FsBlobs {
     }
 
     fn staging_dir(&self) -> Option<PathBuf> {
-        Some(self.root.join(".staging"))
+        Some(self.staging.clone())
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, PortError> {
         let path = object_path(key)?;
-        let got = self.store.get(&path).await.map_err(|e| match e {
-            object_store::Error::NotFound { .. } => PortError::NotFound(key.to_string()),
-            other => PortError::Unavailable(other.to_string()),
-        })?;
-        got.bytes()
+        let got = self
+            .store
+            .get(&path)
             .await
-            .map_err(|e| PortError::Unavailable(e.to_string()))
+            .map_err(|e| port_error(key, e))?;
+        got.bytes().await.map_err(|e| port_error(key, e))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, PortError> {
+        read_range(&self.store, key, range).await
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>, PortError> {
+        head_size(&self.store, key).await
     }
 }
 

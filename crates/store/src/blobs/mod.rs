@@ -1,0 +1,100 @@
+//! Blob storage behind the `Blobs` port: content-addressed objects (`sha256/ab/cd/<sha256>`) on the
+//! local filesystem (`file://`, [`FsBlobs`]) or any S3-compatible object store (`s3://`,
+//! [`S3Blobs`]). Both return from a write only when the whole object is durable; both keep uploads
+//! spooled on local disk (`staging_dir`) until they are stored.
+
+mod fs;
+mod s3;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use yilian_app::ports::{Blobs, PortError};
+use yilian_config::BlobsConfig;
+
+pub use fs::FsBlobs;
+pub use s3::{S3Blobs, S3Tuning};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blobs.url {0:?} is not supported: use file://path or s3://bucket/prefix")]
+    Unsupported(String),
+    #[error("cannot prepare the folder {path}: {source}")]
+    Dir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the blob store: {0}")]
+    Open(#[from] object_store::Error),
+}
+
+/// Opens the store `[blobs]` names: `file://relative` or `file:///absolute`, or `s3://bucket/prefix`
+/// with the S3 keys of the section.
+pub fn open_blobs(cfg: &BlobsConfig) -> Result<Arc<dyn Blobs>, BlobError> {
+    if let Some(root) = cfg.file_root() {
+        return Ok(Arc::new(FsBlobs::open_with_staging(&root, &cfg.staging())?));
+    }
+    if cfg.s3_location().is_some() {
+        return Ok(Arc::new(S3Blobs::open(cfg)?));
+    }
+    Err(BlobError::Unsupported(cfg.url.clone()))
+}
+
+/// The object path of a blob key; keys come from `ingest::blob_key`, so a bad one is a bug or a
+/// damaged catalog row.
+pub(crate) fn object_path(key: &str) -> Result<object_store::path::Path, PortError> {
+    object_store::path::Path::parse(key)
+        .map_err(|e| PortError::Corrupt(format!("blob key {key:?}: {e}")))
+}
+
+/// Maps a store error: a missing object is `NotFound`, anything else `Unavailable`.
+pub(crate) fn port_error(key: &str, e: object_store::Error) -> PortError {
+    match e {
+        object_store::Error::NotFound { .. } => PortError::NotFound(key.to_string()),
+        other => PortError::Unavailable(format!("blob {key}: {other}")),
+    }
+}
+
+/// Bytes `range` of an object (the `Blobs::get_range` contract: end clamped, empty range empty, a
+/// start at or past the end `NotFound`).
+pub(crate) async fn read_range(
+    store: &dyn ObjectStore,
+    key: &str,
+    range: Range<u64>,
+) -> Result<Bytes, PortError> {
+    if range.start >= range.end {
+        return Ok(Bytes::new());
+    }
+    let path = object_path(key)?;
+    let opts = GetOptions::default().with_range(Some(GetRange::Bounded(range.clone())));
+    let got = match store.get_opts(&path, opts).await {
+        Ok(got) => got,
+        Err(e) => {
+            // Out of range is an error whose form differs between stores: ask for the size.
+            return Err(match head_size(store, key).await {
+                Ok(None) => PortError::NotFound(key.to_string()),
+                Ok(Some(size)) if range.start >= size => {
+                    PortError::NotFound(format!("{key}: bytes from {} (size {size})", range.start))
+                }
+                _ => port_error(key, e),
+            });
+        }
+    };
+    got.bytes().await.map_err(|e| port_error(key, e))
+}
+
+/// The object's size; `None` when it does not exist.
+pub(crate) async fn head_size(
+    store: &dyn ObjectStore,
+    key: &str,
+) -> Result<Option<u64>, PortError> {
+    let path = object_path(key)?;
+    match store.head(&path).await {
+        Ok(meta) => Ok(Some(meta.size)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(port_error(key, e)),
+    }
+}
