@@ -25,6 +25,20 @@ async fn exec(pool: &sqlx::AnyPool, sql: &str) {
         .unwrap();
 }
 
+/// A synthetic audit event, distinct per `i`.
+fn event(actor: &str, i: i64, detail: &str) -> AuditEvent {
+    AuditEvent {
+        at: UnixMillis(1_795_000_000_000 + i),
+        actor: actor.into(),
+        action: "test.write".into(),
+        resource_type: "test".into(),
+        resource_id: i.to_string(),
+        patient_key: None,
+        outcome: "ok".into(),
+        detail: detail.into(),
+    }
+}
+
 async fn problem(t: &TestHub) -> Option<String> {
     t.hub.catalog.verify_audit_chain().await.unwrap().problem
 }
@@ -46,16 +60,7 @@ async fn the_chain_holds_under_concurrency_and_names_each_kind_of_tampering() {
             let hub = t.hub.clone();
             tasks.push(tokio::spawn(async move {
                 hub.catalog
-                    .audit(&AuditEvent {
-                        at: UnixMillis(1_795_000_000_000 + i),
-                        actor: format!("writer{i}"),
-                        action: "test.write".into(),
-                        resource_type: "test".into(),
-                        resource_id: i.to_string(),
-                        patient_key: None,
-                        outcome: "ok".into(),
-                        detail: "并发写入".into(),
-                    })
+                    .audit(&event(&format!("writer{i}"), i, "并发写入"))
                     .await
                     .unwrap();
             }));
@@ -102,16 +107,7 @@ async fn the_chain_holds_under_concurrency_and_names_each_kind_of_tampering() {
         for i in 0..10 {
             t.hub
                 .catalog
-                .audit(&AuditEvent {
-                    at: UnixMillis(1_795_000_000_000 + i),
-                    actor: format!("writer{i}"),
-                    action: "test.write".into(),
-                    resource_type: "test".into(),
-                    resource_id: i.to_string(),
-                    patient_key: None,
-                    outcome: "ok".into(),
-                    detail: String::new(),
-                })
+                .audit(&event(&format!("writer{i}"), i, ""))
                 .await
                 .unwrap();
         }
@@ -137,20 +133,7 @@ async fn the_chain_holds_under_concurrency_and_names_each_kind_of_tampering() {
         t.finish().await;
         let t = TestHub::start(&backend, None, |_| {}).await;
         for i in 0..3 {
-            t.hub
-                .catalog
-                .audit(&AuditEvent {
-                    at: UnixMillis(i),
-                    actor: "a".into(),
-                    action: "test.write".into(),
-                    resource_type: "test".into(),
-                    resource_id: i.to_string(),
-                    patient_key: None,
-                    outcome: "ok".into(),
-                    detail: String::new(),
-                })
-                .await
-                .unwrap();
+            t.hub.catalog.audit(&event("a", i, "")).await.unwrap();
         }
         let pool = raw(&t).await;
         exec(&pool, "DELETE FROM audit_events WHERE seq = 3").await;
