@@ -66,6 +66,7 @@ fn yilian(config: &Path, db: &str, dir: &Path) -> Command {
         )
         .env("YILIAN_KEYS_DIR", dir.join("keys"))
         .env("YILIAN_DICOM_ENABLED", "0")
+        .env("YILIAN_MLLP_ENABLED", "0")
         .env("YILIAN_LOG", "warn")
         .env("YILIAN_CONFIG", config);
     c

@@ -315,6 +315,7 @@ async fn sighup_reloads_the_rules_of_a_running_hub() {
             )
             .env("YILIAN_KEYS_DIR", dir.path().join("keys"))
             .env("YILIAN_DICOM_ENABLED", "0")
+            .env("YILIAN_MLLP_ENABLED", "0")
             .env("YILIAN_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("YILIAN_LOG", "info,sqlx=warn");
         c

@@ -139,6 +139,8 @@ pub struct TestHub {
     pub base: String,
     /// The DIMSE listener (AE title `hub.config.dicom.ae_title`).
     pub dimse_addr: std::net::SocketAddr,
+    /// The MLLP listener (HL7 v2 lab messages).
+    pub mllp_addr: std::net::SocketAddr,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
     pub backend: Backend,
@@ -146,6 +148,7 @@ pub struct TestHub {
     pg_admin: Option<(String, String)>,
     server: tokio::task::JoinHandle<()>,
     dimse: tokio::task::JoinHandle<()>,
+    mllp: Option<yilian_server::MllpServer>,
 }
 
 fn replace_database(url: &str, db: &str) -> String {
@@ -234,11 +237,18 @@ impl TestHub {
             .expect("bind DIMSE");
         let dimse_addr = dimse_listener.local_addr().expect("DIMSE addr");
         let dimse = yilian_server::spawn_dimse(hub.clone(), dimse_listener);
+        let mllp_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind MLLP");
+        let mllp_addr = mllp_listener.local_addr().expect("MLLP addr");
+        let mllp = yilian_server::spawn_mllp(hub.clone(), mllp_listener);
         TestHub {
             hub,
             base: format!("http://{addr}"),
             dimse_addr,
             dimse,
+            mllp_addr,
+            mllp: Some(mllp),
             http: reqwest::Client::new(),
             dir,
             backend: backend.clone(),
@@ -340,9 +350,19 @@ impl TestHub {
         );
     }
 
+    /// Stops the MLLP listener gracefully: open connections finish the message in hand.
+    pub async fn stop_mllp(&mut self) {
+        if let Some(m) = self.mllp.take() {
+            m.shutdown(std::time::Duration::from_secs(10)).await;
+        }
+    }
+
     pub async fn finish(self) {
         self.server.abort();
         self.dimse.abort();
+        if let Some(m) = &self.mllp {
+            m.abort();
+        }
         drop(self.hub);
         if let Some((url, name)) = self.pg_admin
             && let Ok(admin) = sqlx::AnyPool::connect(&url).await

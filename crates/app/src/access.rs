@@ -35,6 +35,10 @@ pub enum Action {
     ManageRouting,
     /// See who is on duty in a pool, their qualifications and open work (no clinical data).
     ViewDuty,
+    /// Send lab results (HL7 v2 ORU^R01, FHIR R4) for one's own site's lab.
+    SendLab,
+    /// Read a stored lab panel in scope (the sending site's own panels in this version).
+    ViewLabPanel,
 }
 
 /// The matrix. Anything not listed is refused.
@@ -47,6 +51,8 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::ViewStudy,
             Action::ViewReport,
             Action::ListKeys,
+            Action::SendLab,
+            Action::ViewLabPanel,
         ],
     ),
     (
@@ -130,8 +136,17 @@ mod tests {
             Action::ViewReport,
             Action::ReportExam,
             Action::UploadStudy,
+            Action::SendLab,
+            Action::ViewLabPanel,
         ] {
             assert!(!allowed(Role::Admin, a), "{a:?}");
+        }
+        // Lab results come from a site's own lab; readers and clinicians neither send nor (yet) read
+        // raw panels.
+        assert!(allowed(Role::SiteTech, Action::SendLab));
+        assert!(allowed(Role::SiteTech, Action::ViewLabPanel));
+        for r in [Role::Reader, Role::Clinician] {
+            assert!(!allowed(r, Action::SendLab), "{r:?}");
         }
     }
 }

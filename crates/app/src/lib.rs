@@ -8,6 +8,7 @@ pub mod ecg;
 pub mod error;
 pub mod hub;
 pub mod ingest;
+pub mod lab;
 pub mod metrics;
 pub mod notify;
 pub mod ports;

@@ -28,6 +28,9 @@ pub struct HubCounters {
     ingest_instances: AtomicU64,
     ingest_bytes: AtomicU64,
     results_lookups: AtomicU64,
+    lab_stored: AtomicU64,
+    lab_duplicates: AtomicU64,
+    lab_refused: AtomicU64,
 }
 
 impl HubCounters {
@@ -42,6 +45,25 @@ impl HubCounters {
         self.results_lookups.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A lab message was stored, recognised as a repeat, or refused (any front end).
+    pub fn record_lab(&self, outcome: LabOutcome) {
+        let c = match outcome {
+            LabOutcome::Stored => &self.lab_stored,
+            LabOutcome::Duplicate => &self.lab_duplicates,
+            LabOutcome::Refused => &self.lab_refused,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lab messages by outcome: stored, duplicate, refused.
+    pub fn lab_messages(&self) -> [u64; 3] {
+        [
+            self.lab_stored.load(Ordering::Relaxed),
+            self.lab_duplicates.load(Ordering::Relaxed),
+            self.lab_refused.load(Ordering::Relaxed),
+        ]
+    }
+
     pub fn ingest_instances(&self) -> u64 {
         self.ingest_instances.load(Ordering::Relaxed)
     }
@@ -51,6 +73,14 @@ impl HubCounters {
     pub fn results_lookups(&self) -> u64 {
         self.results_lookups.load(Ordering::Relaxed)
     }
+}
+
+/// What became of one lab message, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabOutcome {
+    Stored,
+    Duplicate,
+    Refused,
 }
 
 /// p50 and p90 of one interval over the exams that have it, in milliseconds (nearest rank).
@@ -93,6 +123,8 @@ pub struct MetricsSnapshot {
     pub ingest_instances: u64,
     pub ingest_bytes: u64,
     pub results_lookups: u64,
+    /// Lab messages by outcome: stored, duplicate, refused.
+    pub lab_messages: [u64; 3],
     /// Queued exams by pool and priority; every configured pool × priority is present (0 when empty).
     pub worklist_depth: Vec<(PoolId, Priority, u64)>,
     /// Per pool (every configured pool, and any other pool with exams): breaches and the received →
@@ -244,6 +276,7 @@ impl Hub {
             ingest_instances: self.counters.ingest_instances(),
             ingest_bytes: self.counters.ingest_bytes(),
             results_lookups: self.counters.results_lookups(),
+            lab_messages: self.counters.lab_messages(),
             worklist_depth: depth.into_values().collect(),
             pools: pools.into_values().collect(),
         })

@@ -3,9 +3,11 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use yilian_domain::lab::{LabPanel, LabPanelState, LabSource};
 use yilian_domain::{
-    ExamId, ExamKind, ExamState, PatientKey, PoolId, Priority, ReportId, ReportStatus,
-    SeriesInstanceUid, SiteId, SopClassUid, SopInstanceUid, StudyInstanceUid, UnixMillis, Username,
+    ExamId, ExamKind, ExamState, LabPanelId, LocalPatientId, PatientKey, PoolId, Priority,
+    ReportId, ReportStatus, SeriesInstanceUid, SiteId, SopClassUid, SopInstanceUid,
+    StudyInstanceUid, UnixMillis, Username,
 };
 use yilian_signing::PublicKeyRecord;
 
@@ -450,6 +452,122 @@ pub struct PoolTurnaround {
     pub received_to_signed_le: Vec<u64>,
 }
 
+/// The note a corrected panel gets when the hub holds no earlier report of its order.
+pub const UNMATCHED_CORRECTION_NOTE: &str = "a correction for an order the hub has never received: stored as a new panel, nothing superseded";
+
+/// One received lab message with its panels, committed in one transaction (`lab_messages`,
+/// `lab_panels`, `lab_results`, the patients' identifiers, and the audit rows).
+#[derive(Clone, Debug)]
+pub struct NewLabMessage {
+    /// A ULID.
+    pub message_id: String,
+    pub source: LabSource,
+    /// The `[[lab.senders]]` facility it came from.
+    pub sending_facility: String,
+    /// HL7 MSH-10; FHIR Bundle id.
+    pub control_id: String,
+    /// The sender's site.
+    pub site: SiteId,
+    pub version: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    /// The original bytes, already durable in the blob store.
+    pub blob_key: String,
+    pub received_at: UnixMillis,
+    pub received_by: Username,
+    /// The offset lab times without their own are read in (the alliance's).
+    pub utc_offset_minutes: i16,
+    pub panels: Vec<NewLabPanel>,
+    /// Written in the same transaction (one per panel, completed with its supersession).
+    pub audit: Vec<AuditEvent>,
+}
+
+/// One panel of a new message.
+#[derive(Clone, Debug)]
+pub struct NewLabPanel {
+    pub panel_id: LabPanelId,
+    pub patient_key: PatientKey,
+    /// The identifier the key was computed from (issuer: assigning authority, else the site's).
+    pub patient: LocalPatientId,
+    /// The service's LOINC: as sent when its code is LOINC, else from `[[lab.loinc]]`.
+    pub service_loinc: Option<String>,
+    /// Per result, in order: its LOINC came from `[[lab.loinc]]` (not from the sender).
+    pub loinc_mapped: Vec<bool>,
+    /// The panel as parsed (LOINC mapped), its notes included.
+    pub panel: LabPanel,
+}
+
+/// How a new panel was filed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredLabPanel {
+    pub panel_id: LabPanelId,
+    /// The earlier report of the same order and service it replaces, now marked `superseded_by`.
+    pub supersedes: Option<LabPanelId>,
+    /// A correction whose order the hub never saw (stored with `UNMATCHED_CORRECTION_NOTE`).
+    pub unmatched_correction: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum LabInsertOutcome {
+    Inserted(Vec<StoredLabPanel>),
+    /// The sender's control ID was taken meanwhile (a concurrent insert won); nothing was written.
+    Exists(Box<LabMessageRecord>),
+}
+
+/// A stored lab message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabMessageRecord {
+    pub message_id: String,
+    pub source: LabSource,
+    pub sending_facility: String,
+    pub control_id: String,
+    pub site: SiteId,
+    pub version: String,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub blob_key: String,
+    pub received_at: UnixMillis,
+    pub received_by: Username,
+    /// Its panels, in message order.
+    pub panel_ids: Vec<LabPanelId>,
+}
+
+/// A stored panel as the catalog returns it: the domain panel rebuilt from its rows (the patient with
+/// the one identifier the hub keyed it by; everything else is in the original message's blob).
+#[derive(Clone, Debug)]
+pub struct LabPanelRecord {
+    pub panel_id: LabPanelId,
+    pub message_id: String,
+    /// HL7 MSH-10 / FHIR Bundle id of its message.
+    pub control_id: String,
+    /// Position in its message, from 1.
+    pub seq: i64,
+    pub site: SiteId,
+    pub sending_facility: String,
+    pub patient_key: PatientKey,
+    pub patient: LocalPatientId,
+    pub service_loinc: Option<String>,
+    pub loinc_mapped: Vec<bool>,
+    pub panel: LabPanel,
+    pub received_at: UnixMillis,
+    pub received_by: Username,
+    pub state: LabPanelState,
+    pub supersedes: Option<LabPanelId>,
+    pub superseded_by: Option<LabPanelId>,
+    /// The original message (blob key and SHA-256).
+    pub raw_blob_key: String,
+    pub raw_sha256: String,
+}
+
+/// Which earlier panel a new report of an order replaces: the sender's order numbers and the service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabOrderRef {
+    pub sending_facility: String,
+    pub filler_order_number: Option<String>,
+    pub placer_order_number: Option<String>,
+    pub service_code: String,
+}
+
 /// An audit record: who did what to which resource, and whether it was allowed.
 #[derive(Clone, Debug)]
 pub struct AuditEvent {
@@ -461,6 +579,17 @@ pub struct AuditEvent {
     pub patient_key: Option<PatientKey>,
     pub outcome: String,
     pub detail: String,
+}
+
+/// What walking the audit hash chain found (`yilian audit verify`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditChainReport {
+    /// Chained events checked.
+    pub events: u64,
+    /// Events from before the chain existed (no sequence number).
+    pub unchained: u64,
+    /// The first break, in words; `None` when the chain is whole.
+    pub problem: Option<String>,
 }
 
 /// The catalog: patients, studies, instances, exams, reports, keys, tokens, audit.
@@ -718,6 +847,37 @@ pub trait Catalog: Send + Sync {
         patient: &PatientKey,
     ) -> Result<Vec<(ExamRecord, ReportRecord)>, PortError>;
 
+    // --- lab
+    /// The stored message with this sender's control ID, if any.
+    async fn lab_message(
+        &self,
+        source: LabSource,
+        sending_facility: &str,
+        control_id: &str,
+    ) -> Result<Option<LabMessageRecord>, PortError>;
+    /// One transaction: the message row, each panel with its results (superseding the latest
+    /// unsuperseded panel of the same order and service, found by filler order number, else placer
+    /// order number; a correction that finds none gets `UNMATCHED_CORRECTION_NOTE`), the patients'
+    /// identifiers, and the audit rows. `Exists` when the control ID is taken; nothing is written then.
+    async fn insert_lab_message(
+        &self,
+        message: &NewLabMessage,
+    ) -> Result<LabInsertOutcome, PortError>;
+    /// The latest panel of this order and service that nothing supersedes yet: the one a new report
+    /// (a correction) would supersede.
+    async fn latest_lab_panel_of_order(
+        &self,
+        order: &LabOrderRef,
+    ) -> Result<Option<LabPanelId>, PortError>;
+    /// A panel with its results.
+    async fn lab_panel(&self, panel: &LabPanelId) -> Result<Option<LabPanelRecord>, PortError>;
+    /// A patient's panels with their results, newest received first, at most `limit`.
+    async fn lab_panels_of_patient(
+        &self,
+        patient: &PatientKey,
+        limit: i64,
+    ) -> Result<Vec<LabPanelRecord>, PortError>;
+
     // --- keys, tokens, audit
     async fn publish_key(&self, key: &PublicKeyRecord) -> Result<(), PortError>;
     async fn public_keys(&self) -> Result<Vec<PublicKeyRecord>, PortError>;
@@ -734,6 +894,10 @@ pub trait Catalog: Send + Sync {
         token_hash: &str,
         now: UnixMillis,
     ) -> Result<Option<Username>, PortError>;
+    /// Appends to the audit hash chain.
     async fn audit(&self, event: &AuditEvent) -> Result<(), PortError>;
+    /// Walks the audit hash chain: every event in sequence, each naming the previous hash and
+    /// hashing to its own, the head at the end.
+    async fn verify_audit_chain(&self) -> Result<AuditChainReport, PortError>;
     async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>, PortError>;
 }

@@ -42,6 +42,11 @@ enum Command {
         #[arg(long)]
         keys: PathBuf,
     },
+    /// The audit trail (`audit verify`: check the hash chain; exit 1 when it is broken).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Replay one synthetic county day (ECG and imaging arrivals, readers on shifts) through the real
     /// hub under a virtual clock, with the hub's priority order and with first-in-first-out, and print
     /// SLA compliance and turnaround per priority.
@@ -66,6 +71,19 @@ enum FixturesCommand {
     /// Synthetic ECGs of one resident for the tour: a prior (HL7 aECG), today's (SCP-ECG), a device
     /// STEMI statement (DICOM 12-lead waveform) and a tachycardia (aECG).
     Ecg { dir: PathBuf },
+    /// Synthetic lab messages for the tour: ORU^R01 from the township lab (HX_LIS) and the county lab
+    /// centre (COUNTYLAB, with a critical potassium and its correction), and a FHIR R4 Bundle.
+    Lab { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the audit hash chain and report the first edited, removed, inserted or reordered event.
+    Verify {
+        /// Configuration file; the embedded demo alliance when absent.
+        #[arg(long, env = "YILIAN_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -132,6 +150,30 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify { report, keys } => verify(&report, &keys),
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let hub = yilian::open_hub(load(config.as_ref())?).await?;
+            let r = hub.catalog.verify_audit_chain().await?;
+            match &r.problem {
+                None => {
+                    println!(
+                        "audit chain intact: {} event(s){}",
+                        r.events,
+                        if r.unchained > 0 {
+                            format!(", {} older unchained event(s)", r.unchained)
+                        } else {
+                            String::new()
+                        }
+                    );
+                    Ok(())
+                }
+                Some(p) => {
+                    println!("audit chain BROKEN after {} intact event(s): {p}", r.events);
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Fixtures {
             kind: Some(FixturesCommand::Corpus { dir }),
             ..
@@ -158,6 +200,20 @@ async fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             println!("wrote {} ECG files to {}", files.len(), dir.display());
+            Ok(())
+        }
+        Command::Fixtures {
+            kind: Some(FixturesCommand::Lab { dir }),
+            ..
+        } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let files = demo_lab_messages();
+            for (name, text) in &files {
+                let path = dir.join(name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("wrote {} lab messages to {}", files.len(), dir.display());
             Ok(())
         }
         Command::Fixtures {
@@ -205,6 +261,15 @@ async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     } else {
         None
     };
+    let mllp = if hub.config.lab.mllp_enabled {
+        let addr = hub.config.lab.mllp_addr.clone();
+        let mllp_listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding the MLLP listener on {addr} (lab.mllp_addr)"))?;
+        Some(yilian_server::spawn_mllp(hub.clone(), mllp_listener))
+    } else {
+        None
+    };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
@@ -214,6 +279,10 @@ async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     reloads.abort();
     if let Some(d) = dimse {
         d.abort();
+    }
+    // Messages in hand are stored and acknowledged before their connections close.
+    if let Some(m) = mllp {
+        m.shutdown(std::time::Duration::from_secs(10)).await;
     }
     Ok(())
 }
@@ -245,6 +314,18 @@ fn print_demo_banner(hub: &yilian_app::Hub, local: std::net::SocketAddr) {
         println!(
             "  DIMSE     {} on {}",
             c.dicom.ae_title, c.dicom.listen_addr
+        );
+    }
+    if c.lab.mllp_enabled {
+        println!(
+            "  MLLP      HL7 v2 lab results on {} (senders: {})",
+            c.lab.mllp_addr,
+            c.lab
+                .senders
+                .iter()
+                .map(|s| s.facility.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     println!("  Data      ./yilian-data  (SQLite catalog, blob folder, signing keys)");
@@ -289,6 +370,32 @@ fn verify(report: &PathBuf, keys: &PathBuf) -> anyhow::Result<()> {
         }
         Err(e) => bail!("INVALID: {e}"),
     }
+}
+
+/// The tour's lab messages: a CBC from the township lab, a critical potassium from the county lab
+/// centre and its correction, and a FHIR Bundle of a liver panel (synthetic patients).
+fn demo_lab_messages() -> Vec<(String, String)> {
+    use yilian_fixtures::lab::{LabSpec, cbc, electrolytes_critical, fhir_bundle, liver, oru_r01};
+    let mut township = LabSpec::new("HX20261123", "HX", "HX-0001", "2.5.1");
+    township.performing_lab = "HX_LIS".into();
+    let county = LabSpec::new("XR0042", "XRMYY", "CL-0001", "2.3.1");
+    let corrected = county.corrected("CL-0002");
+    // The correction: the potassium was a haemolysed specimen; the repeat is normal.
+    let corrected_text = oru_r01(&corrected, &electrolytes_critical()).replacen(
+        "|6.8|mmol/L^^UCUM|3.5-5.3|HH|",
+        "|4.1|mmol/L^^UCUM|3.5-5.3|N|",
+        1,
+    );
+    let bundle = LabSpec::new("XR0042", "XRMYY", "CL-B-0001", "R4");
+    vec![
+        ("hx-cbc.hl7".into(), oru_r01(&township, &cbc())),
+        (
+            "county-potassium.hl7".into(),
+            oru_r01(&county, &electrolytes_critical()),
+        ),
+        ("county-potassium-corrected.hl7".into(), corrected_text),
+        ("county-liver.json".into(), fhir_bundle(&bundle, &liver())),
+    ]
 }
 
 /// The tour's ECGs: one resident (a valid GB 11643 number, synthetic) at two townships.

@@ -76,6 +76,9 @@ pub struct Config {
     /// The on-duty calendar (排班): shifts per pool, leave, how long an offer waits.
     #[serde(default)]
     pub rota: Rota,
+    /// Lab messages in (`[lab]`): the MLLP listener, the LIS senders of each site, the LOINC table.
+    #[serde(default)]
+    pub lab: LabConfig,
     /// Where the configuration was read from, and where each routing rule sits in it.
     #[serde(skip)]
     source: Source,
@@ -199,6 +202,105 @@ pub struct DicomNodeConfig {
     pub host: Option<String>,
     /// The node's own DIMSE port: set it to make the node a C-MOVE destination (with `host`).
     pub port: Option<u16>,
+}
+
+/// Lab results in (`[lab]`): the MLLP listener for HL7 v2, which laboratory information systems (LIS)
+/// send for which site, and the local-code → LOINC table applied when a message carries no LOINC.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LabConfig {
+    /// Start the MLLP listener with the hub.
+    pub mllp_enabled: bool,
+    /// Address the MLLP listener binds (`YILIAN_MLLP_ADDR` overrides).
+    pub mllp_addr: String,
+    /// The largest lab message accepted (one MLLP frame, one HTTP body); larger ones are refused.
+    pub max_message_bytes: usize,
+    /// Seconds of silence after which an MLLP connection is closed.
+    pub idle_timeout_secs: u64,
+    /// The LIS allowed to send lab results, each for one site.
+    pub senders: Vec<LabSenderConfig>,
+    /// Local analyte/service codes → LOINC (`[[lab.loinc]]`).
+    pub loinc: Vec<LoincMappingConfig>,
+}
+
+/// The default MLLP port (the IANA-registered HL7 port).
+pub const DEFAULT_MLLP_ADDR: &str = "127.0.0.1:2575";
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        LabConfig {
+            mllp_enabled: true,
+            mllp_addr: DEFAULT_MLLP_ADDR.into(),
+            max_message_bytes: 4 * 1024 * 1024,
+            idle_timeout_secs: 300,
+            senders: Vec::new(),
+            loinc: Vec::new(),
+        }
+    }
+}
+
+/// One laboratory information system that sends results for a site: over MLLP it is recognised by
+/// MSH-4 (and its address, when `host` is set) and acts as user `lab.<facility>` (a site tech of
+/// `site`); over HTTP the caller's site must be the sender's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabSenderConfig {
+    /// HL7 MSH-4 sending facility (HD namespace ID or universal ID) and FHIR
+    /// `DiagnosticReport.performer` Organization identifier (or name); compared case-insensitively.
+    pub facility: String,
+    /// The site whose lab this is: its panels belong to that site.
+    pub site: String,
+    /// When set, MLLP messages from this facility are accepted only from this IP address.
+    pub host: Option<String>,
+}
+
+/// A local code → LOINC mapping, applied at ingest to results (and services) that carry no LOINC.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoincMappingConfig {
+    /// The code as the LIS sends it (HL7 OBX-3.1 / OBR-4.1, FHIR local coding code).
+    pub code: String,
+    /// The LOINC code (`2823-3`); its check digit is verified at load.
+    pub loinc: String,
+    /// Only for this sender's codes (a `[[lab.senders]]` facility); without it, for every sender
+    /// that has no mapping of its own for the code.
+    pub sender: Option<String>,
+}
+
+/// Whether `code` is a LOINC code with a correct check digit (`2823-3`: digits, a hyphen, the mod-10
+/// check digit LOINC defines).
+pub fn valid_loinc(code: &str) -> bool {
+    let Some((body, check)) = code.split_once('-') else {
+        return false;
+    };
+    if body.is_empty()
+        || body.len() > 7
+        || check.len() != 1
+        || !body
+            .bytes()
+            .chain(check.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return false;
+    }
+    // LOINC's mod 10: from the right, the 1st, 3rd, … digits are doubled (digits of the product
+    // summed), the others added as they are; the check digit brings the sum to a multiple of 10.
+    let sum: u32 = body
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 0 {
+                let twice = d * 2;
+                twice / 10 + twice % 10
+            } else {
+                d
+            }
+        })
+        .sum();
+    let want = (10 - sum % 10) % 10;
+    check.bytes().next().map(|b| u32::from(b - b'0')) == Some(want)
 }
 
 /// Where C-MOVE sends instances: a node with an address.
@@ -811,6 +913,12 @@ impl Config {
         if let Some(v) = env("YILIAN_DICOM_ENABLED") {
             self.dicom.enabled = !matches!(v.as_str(), "0" | "false" | "no");
         }
+        if let Some(v) = env("YILIAN_MLLP_ADDR") {
+            self.lab.mllp_addr = v;
+        }
+        if let Some(v) = env("YILIAN_MLLP_ENABLED") {
+            self.lab.mllp_enabled = !matches!(v.as_str(), "0" | "false" | "no");
+        }
         if let Some(v) = env("YILIAN_KEYS_DIR") {
             self.keys.dir = v.into();
         }
@@ -1038,6 +1146,7 @@ impl Config {
         }
         self.validate_dicom(&site_ids)?;
         self.validate_rota()?;
+        self.validate_lab(&site_ids)?;
         for (i, it) in self.recognition.items.iter().enumerate() {
             if it.validity_days <= 0 {
                 return Err(invalid(
@@ -1095,6 +1204,134 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Senders name known sites, once each, with a usable address; LOINC codes are well formed and
+    /// name known senders; limits are sane.
+    fn validate_lab(&self, site_ids: &HashSet<&str>) -> Result<(), ConfigError> {
+        let lab = &self.lab;
+        if !(1024..=64 * 1024 * 1024).contains(&lab.max_message_bytes) {
+            return Err(invalid(
+                "lab.max_message_bytes",
+                "must be between 1024 and 67108864 (64 MiB)",
+            ));
+        }
+        if lab.idle_timeout_secs == 0 {
+            return Err(invalid("lab.idle_timeout_secs", "must be at least 1"));
+        }
+        if lab.mllp_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "lab.mllp_addr",
+                format!("{:?} is not an IP address with a port", lab.mllp_addr),
+            ));
+        }
+        let mut seen: HashSet<String> = HashSet::new();
+        for (i, s) in lab.senders.iter().enumerate() {
+            let key = |k: &str| format!("lab.senders[{i}].{k}");
+            let facility = s.facility.trim();
+            if facility.is_empty() || facility.len() > 180 {
+                return Err(invalid(key("facility"), "1-180 characters"));
+            }
+            if !seen.insert(facility.to_ascii_lowercase()) {
+                return Err(invalid(
+                    key("facility"),
+                    format!("{facility:?} is defined twice"),
+                ));
+            }
+            if !site_ids.contains(s.site.as_str()) {
+                return Err(invalid(key("site"), format!("unknown site {:?}", s.site)));
+            }
+            if let Some(h) = &s.host
+                && h.parse::<std::net::IpAddr>().is_err()
+            {
+                return Err(invalid(key("host"), format!("{h:?} is not an IP address")));
+            }
+        }
+        let mut mapped = HashSet::new();
+        for (i, m) in lab.loinc.iter().enumerate() {
+            let key = |k: &str| format!("lab.loinc[{i}].{k}");
+            if m.code.trim().is_empty() {
+                return Err(invalid(key("code"), "must not be empty"));
+            }
+            if !valid_loinc(m.loinc.trim()) {
+                return Err(invalid(
+                    key("loinc"),
+                    format!(
+                        "{:?} is not a LOINC code (digits, hyphen, check digit, e.g. 2823-3)",
+                        m.loinc
+                    ),
+                ));
+            }
+            if let Some(sender) = &m.sender
+                && self.lab_sender(&[sender.as_str()]).is_none()
+            {
+                return Err(invalid(
+                    key("sender"),
+                    format!("unknown sender {sender:?} (not a lab.senders facility)"),
+                ));
+            }
+            let scope = m.sender.as_deref().map(str::to_ascii_lowercase);
+            if !mapped.insert((scope, m.code.trim().to_string())) {
+                return Err(invalid(
+                    key("code"),
+                    format!("{:?} is mapped twice for the same sender", m.code),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The lab sender one of these identifiers names (MSH-4 namespace ID, universal ID; a FHIR
+    /// performer), compared case-insensitively without surrounding spaces.
+    pub fn lab_sender(&self, ids: &[&str]) -> Option<&LabSenderConfig> {
+        self.lab.senders.iter().find(|s| {
+            let f = s.facility.trim();
+            ids.iter().any(|id| id.trim().eq_ignore_ascii_case(f))
+        })
+    }
+
+    /// The principal a lab sender acts as over MLLP: user `lab.<facility>` (a site tech of its site).
+    pub fn lab_principal(&self, sender: &LabSenderConfig) -> Option<User> {
+        let slug: String = sender
+            .facility
+            .trim()
+            .chars()
+            .take(60)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Some(User {
+            username: Username::new(format!("lab.{slug}")).ok()?,
+            name: format!("LIS {}", sender.facility.trim()),
+            role: Role::SiteTech,
+            site: SiteId::new(sender.site.clone()).ok()?,
+            pools: Vec::new(),
+            senior: false,
+            modalities: Vec::new(),
+            subspecialties: Vec::new(),
+        })
+    }
+
+    /// The LOINC code `[[lab.loinc]]` maps a local code to: the sender's own mapping first, then a
+    /// mapping for every sender.
+    pub fn loinc_for(&self, sender_facility: &str, code: &str) -> Option<&str> {
+        let code = code.trim();
+        let sender = sender_facility.trim();
+        let of = |specific: bool| {
+            self.lab.loinc.iter().find(|m| {
+                m.code.trim() == code
+                    && match &m.sender {
+                        Some(s) => specific && s.trim().eq_ignore_ascii_case(sender),
+                        None => !specific,
+                    }
+            })
+        };
+        of(true).or_else(|| of(false)).map(|m| m.loinc.trim())
     }
 
     fn validate_dicom(&self, site_ids: &HashSet<&str>) -> Result<(), ConfigError> {
@@ -1308,11 +1545,88 @@ mod tests {
     }
 
     #[test]
+    fn lab_senders_are_principals_of_their_site() {
+        let c = demo();
+        assert!(c.lab.mllp_enabled);
+        assert_eq!(c.lab.max_message_bytes, 4 * 1024 * 1024);
+        let sender = c.lab_sender(&["hx_lis "]).expect("the demo township lab");
+        assert_eq!(sender.site, "tw-hongxing");
+        let p = c.lab_principal(sender).unwrap();
+        assert_eq!(p.username.as_str(), "lab.hx_lis");
+        assert_eq!(p.role, Role::SiteTech);
+        assert_eq!(p.site.as_str(), "tw-hongxing");
+        assert!(c.lab_sender(&["NOBODY", ""]).is_none());
+        // Either HD component may name the sender.
+        assert_eq!(
+            c.lab_sender(&["", "COUNTYLAB"]).map(|s| s.site.as_str()),
+            Some("county-people")
+        );
+
+        let mut c = demo();
+        c.lab.senders[0].site = "nowhere".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert_eq!(e, "lab.senders[0].site: unknown site \"nowhere\"");
+        let mut c = demo();
+        c.lab.senders[1].facility = " hx_lis".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert_eq!(e, "lab.senders[1].facility: \"hx_lis\" is defined twice");
+        let mut c = demo();
+        c.lab.senders[0].host = Some("lab-pc".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.starts_with("lab.senders[0].host"), "{e}");
+        let mut c = demo();
+        c.lab.max_message_bytes = 10;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn loinc_mappings_are_checked_and_sender_specific_first() {
+        assert!(valid_loinc("2823-3"));
+        assert!(valid_loinc("58410-2"));
+        assert!(valid_loinc("6690-2"));
+        assert!(!valid_loinc("2823-4"), "wrong check digit");
+        assert!(!valid_loinc("2823"));
+        assert!(!valid_loinc("K-3"));
+        assert!(!valid_loinc("12345678-9"));
+        let mut c = demo();
+        assert_eq!(c.loinc_for("HX_LIS", "K"), Some("2823-3"));
+        c.lab.loinc.push(LoincMappingConfig {
+            code: "K".into(),
+            loinc: "6298-4".into(),
+            sender: Some("hx_lis".into()),
+        });
+        c.validate().unwrap();
+        assert_eq!(c.loinc_for("HX_LIS", "K"), Some("6298-4"));
+        assert_eq!(c.loinc_for("COUNTYLAB", "K"), Some("2823-3"));
+        assert_eq!(c.loinc_for("COUNTYLAB", "UNMAPPED"), None);
+        c.lab.loinc.push(LoincMappingConfig {
+            code: "NA".into(),
+            loinc: "2951-2".into(),
+            sender: Some("NOBODY".into()),
+        });
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("].sender: unknown sender \"NOBODY\""), "{e}");
+        let mut c = demo();
+        c.lab.loinc[0].loinc = "2823-4".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.starts_with("lab.loinc[0].loinc"), "{e}");
+    }
+
+    #[test]
     fn environment_overrides_apply() {
         let mut c = Config::from_toml(DEMO_TOML, "demo").unwrap();
         c.finish(|k| (k == "YILIAN_DATABASE_URL").then(|| "postgres://x/y".to_string()))
             .unwrap();
         assert_eq!(c.database.url, "postgres://x/y");
+        let mut c = Config::from_toml(DEMO_TOML, "demo").unwrap();
+        c.finish(|k| match k {
+            "YILIAN_MLLP_ADDR" => Some("0.0.0.0:12575".to_string()),
+            "YILIAN_MLLP_ENABLED" => Some("0".to_string()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.lab.mllp_addr, "0.0.0.0:12575");
+        assert!(!c.lab.mllp_enabled);
     }
 
     /// `[blobs]` on S3: keys from the TOML, the secret from a file or the environment (never the

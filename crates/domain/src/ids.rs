@@ -129,6 +129,10 @@ string_id!(
     /// One version of a report (ULID).
     ReportId, "report id", check_slug
 );
+string_id!(
+    /// One stored lab panel (ULID).
+    LabPanelId, "lab panel id", check_slug
+);
 
 #[cfg(test)]
 mod tests {

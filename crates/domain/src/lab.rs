@@ -63,6 +63,37 @@ impl LabTime {
         s
     }
 
+    /// The inverse of [`LabTime::to_hl7`]: `YYYYMMDDHHMMSS` and an optional `+ZZZZ`/`-ZZZZ`. `None` for
+    /// anything else (the catalog stores lab times in this form).
+    pub fn parse_hl7(s: &str) -> Option<Self> {
+        let digits = s.get(..14)?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let local = LocalDateTime::parse_compact(digits)?;
+        let utc_offset_minutes = match s.get(14..)? {
+            "" => None,
+            zone => {
+                let sign = match zone.as_bytes().first()? {
+                    b'+' => 1,
+                    b'-' => -1,
+                    _ => return None,
+                };
+                let hhmm = zone.get(1..)?;
+                if hhmm.len() != 4 || !hhmm.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let h: i16 = hhmm.get(..2)?.parse().ok()?;
+                let m: i16 = hhmm.get(2..)?.parse().ok()?;
+                if h > 23 || m > 59 {
+                    return None;
+                }
+                Some(sign * (h * 60 + m))
+            }
+        };
+        Some(LabTime::new(local, utc_offset_minutes))
+    }
+
     /// FHIR dateTime form: `YYYY-MM-DDTHH:MM:SS` plus `+hh:mm` when the offset is known.
     pub fn to_fhir(&self) -> String {
         let mut s = self.local.to_string();
@@ -627,6 +658,29 @@ impl LabSource {
     }
 }
 
+/// Where a stored panel is in the hub's own workflow (not the lab's status). Only `Received` exists in
+/// this version; review and release add their states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LabPanelState {
+    /// Stored as the lab sent it; nobody at the hub has acted on it.
+    Received,
+}
+
+impl LabPanelState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabPanelState::Received => "received",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "received" => LabPanelState::Received,
+            _ => return None,
+        })
+    }
+}
+
 /// A person named on an order (HL7 XCN: OBR-16 ordering provider).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Practitioner {
@@ -825,6 +879,18 @@ mod tests {
         let west = LabTime::new(local, Some(-330));
         assert_eq!(west.to_hl7(), "20261123081500-0530");
         assert_eq!(without.to_fhir(), "2026-11-23T08:15:00");
+        for t in [with, without, west] {
+            assert_eq!(LabTime::parse_hl7(&t.to_hl7()), Some(t));
+        }
+        for bad in [
+            "",
+            "2026112308150",
+            "20261123081500+08",
+            "20261123081500Z",
+            "2026112308150x",
+        ] {
+            assert_eq!(LabTime::parse_hl7(bad), None, "{bad}");
+        }
     }
 
     #[test]

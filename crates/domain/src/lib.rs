@@ -11,8 +11,8 @@ pub mod time;
 
 pub use exam::{ExamKind, ExamState, Priority, ReportStatus};
 pub use ids::{
-    ExamId, IdError, PoolId, ReportId, SeriesInstanceUid, SiteId, SopClassUid, SopInstanceUid,
-    StudyInstanceUid, Username,
+    ExamId, IdError, LabPanelId, PoolId, ReportId, SeriesInstanceUid, SiteId, SopClassUid,
+    SopInstanceUid, StudyInstanceUid, Username,
 };
 pub use patient::{LocalPatientId, PatientKey, ResidentId, mask_identifier, mask_name};
 pub use time::UnixMillis;

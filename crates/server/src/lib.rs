@@ -8,7 +8,9 @@ mod dicomweb;
 pub mod dimse;
 mod ecg;
 mod error;
+mod lab;
 mod metrics;
+pub mod mllp;
 pub mod openapi;
 mod wado;
 
@@ -25,6 +27,7 @@ use yilian_app::Hub;
 
 pub use dimse::{serve_dimse, spawn_dimse};
 pub use error::ApiError;
+pub use mllp::{MllpServer, spawn_mllp};
 
 /// Shared handler state.
 #[derive(Clone)]
@@ -148,7 +151,13 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/v1/admin/routing/reload", post(api::reload_routing))
         .route("/api/v1/exams/{id}/ecg", get(ecg::view))
         .route("/api/v1/exams/{id}/ecg/rendered", get(ecg::rendered))
+        .route("/api/v1/lab/panels/{id}", get(lab::panel))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    // Lab messages: the handlers read the body themselves up to `lab.max_message_bytes` (413 past it).
+    let lab_in = Router::new()
+        .route("/api/v1/lab/hl7v2", post(lab::hl7v2))
+        .route("/api/v1/lab/fhir", post(lab::fhir))
+        .layer(DefaultBodyLimit::disable());
     // An ECG file (aECG XML can be several MB) up to what the hub measures.
     let ecg_upload =
         Router::new()
@@ -163,6 +172,7 @@ pub fn router(hub: Hub) -> Router {
         .merge(dicomweb)
         .merge(api)
         .merge(ecg_upload)
+        .merge(lab_in)
         .fallback(api::not_found)
         // A bug must not take the connection down silently: a panic becomes a 500 with no detail.
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send + 'static>| {

@@ -140,6 +140,21 @@ pub fn encode(s: &MetricsSnapshot) -> String {
         "Patient result look-ups (mutual recognition) answered by this hub process.",
     );
     let _ = writeln!(out, "yilian_results_lookups_total {}", s.results_lookups);
+    family(
+        &mut out,
+        "yilian_lab_messages_total",
+        "counter",
+        "Lab messages (MLLP, HTTP HL7 v2, FHIR) handled by this hub process, by outcome: stored, duplicate (same bytes again, nothing written), refused.",
+    );
+    for (outcome, n) in ["stored", "duplicate", "refused"]
+        .iter()
+        .zip(s.lab_messages)
+    {
+        let _ = writeln!(
+            out,
+            "yilian_lab_messages_total{{outcome=\"{outcome}\"}} {n}"
+        );
+    }
     out
 }
 
@@ -229,6 +244,7 @@ mod tests {
             ingest_instances: 3,
             ingest_bytes: 4096,
             results_lookups: 2,
+            lab_messages: [7, 1, 2],
             worklist_depth: vec![(pool("county-rad"), Priority::Routine, 5)],
             pools: vec![PoolTurnaround {
                 pool: pool("county-rad"),
@@ -253,6 +269,10 @@ mod tests {
             "yilian_report_turnaround_seconds_sum{pool=\"county-rad\"} 5880.500",
             "yilian_report_turnaround_seconds_count{pool=\"county-rad\"} 2",
             "yilian_results_lookups_total 2",
+            "# TYPE yilian_lab_messages_total counter",
+            "yilian_lab_messages_total{outcome=\"stored\"} 7",
+            "yilian_lab_messages_total{outcome=\"duplicate\"} 1",
+            "yilian_lab_messages_total{outcome=\"refused\"} 2",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

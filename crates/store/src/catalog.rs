@@ -48,11 +48,11 @@ macro_rules! sql {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-fn db(e: sqlx::Error) -> PortError {
+pub(crate) fn db(e: sqlx::Error) -> PortError {
     PortError::Unavailable(e.to_string())
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> PortError {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> PortError {
     PortError::Corrupt(format!("{what}: {e}"))
 }
 
@@ -148,27 +148,12 @@ impl SqlCatalog {
 }
 
 /// One audit row, on the pool or inside a transaction.
-async fn insert_audit<'e, E>(exec: E, e: &AuditEvent) -> Result<(), PortError>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
-    sqlx::query(
-        "INSERT INTO audit_events (event_id, at, actor, action, resource_type, resource_id, patient_key, outcome, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(ulid::Ulid::new().to_string())
-    .bind(e.at.0)
-    .bind(&e.actor)
-    .bind(&e.action)
-    .bind(&e.resource_type)
-    .bind(&e.resource_id)
-    .bind(e.patient_key.as_ref().map(|k| k.0.clone()))
-    .bind(&e.outcome)
-    .bind(&e.detail)
-    .execute(exec)
-    .await
-    .map_err(db)?;
-    Ok(())
+/// Appends an audit event to the hash chain inside the caller's transaction.
+pub(crate) async fn insert_audit(
+    conn: &mut sqlx::AnyConnection,
+    e: &AuditEvent,
+) -> Result<(), PortError> {
+    crate::audit::append(conn, e).await
 }
 
 /// Drops a password from a database URL before it is shown.
@@ -179,7 +164,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn uid<T>(
+pub(crate) fn uid<T>(
     row: &AnyRow,
     col: &str,
     make: fn(String) -> Result<T, yilian_domain::IdError>,
@@ -188,7 +173,7 @@ fn uid<T>(
     make(s).map_err(|e| corrupt(col, e))
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
+pub(crate) fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
     row: &'r AnyRow,
     col: &str,
 ) -> Result<T, PortError> {
@@ -586,7 +571,7 @@ impl Catalog for SqlCatalog {
             .await
             .map_err(db)?;
         }
-        insert_audit(&mut *tx, &n.audit).await?;
+        insert_audit(&mut tx, &n.audit).await?;
         tx.commit().await.map_err(db)?;
         Ok(InsertOutcome::Inserted)
     }
@@ -1570,6 +1555,45 @@ impl Catalog for SqlCatalog {
         Ok(out)
     }
 
+    async fn lab_message(
+        &self,
+        source: yilian_domain::lab::LabSource,
+        sending_facility: &str,
+        control_id: &str,
+    ) -> Result<Option<LabMessageRecord>, PortError> {
+        self.lab_message_by_key(source, sending_facility, control_id)
+            .await
+    }
+
+    async fn insert_lab_message(
+        &self,
+        message: &NewLabMessage,
+    ) -> Result<LabInsertOutcome, PortError> {
+        self.insert_lab(message).await
+    }
+
+    async fn latest_lab_panel_of_order(
+        &self,
+        order: &LabOrderRef,
+    ) -> Result<Option<yilian_domain::LabPanelId>, PortError> {
+        self.latest_lab_panel(order).await
+    }
+
+    async fn lab_panel(
+        &self,
+        panel: &yilian_domain::LabPanelId,
+    ) -> Result<Option<LabPanelRecord>, PortError> {
+        self.lab_panel_by_id(panel).await
+    }
+
+    async fn lab_panels_of_patient(
+        &self,
+        patient: &PatientKey,
+        limit: i64,
+    ) -> Result<Vec<LabPanelRecord>, PortError> {
+        self.lab_panels_by_patient(patient, limit).await
+    }
+
     async fn publish_key(&self, k: &PublicKeyRecord) -> Result<(), PortError> {
         let from = parse_time(&k.valid_from).ok_or_else(|| corrupt("valid_from", &k.valid_from))?;
         let to = parse_time(&k.valid_to).ok_or_else(|| corrupt("valid_to", &k.valid_to))?;
@@ -1646,8 +1670,14 @@ impl Catalog for SqlCatalog {
             .map_err(|e| corrupt("api_tokens.username", e))
     }
 
+    async fn verify_audit_chain(&self) -> Result<AuditChainReport, PortError> {
+        crate::audit::verify(&self.pool).await
+    }
+
     async fn audit(&self, e: &AuditEvent) -> Result<(), PortError> {
-        insert_audit(&self.pool, e).await
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        insert_audit(&mut tx, e).await?;
+        tx.commit().await.map_err(db)
     }
 
     async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>, PortError> {

@@ -1,8 +1,10 @@
 //! Yilian store: the sqlx catalog (SQLite by default, PostgreSQL in production, one migration story),
 //! object_store blobs with durable writes, and the file key vault. Implements `yilian-app`'s ports.
 
+pub mod audit;
 pub mod blobs;
 pub mod catalog;
+mod lab;
 pub mod search;
 pub mod vault;
 

@@ -104,6 +104,8 @@ pub enum ErrorCode {
     UnsupportedMessageType,
     /// 203 Unsupported version id.
     UnsupportedVersion,
+    /// 205 Duplicate key identifier.
+    DuplicateKey,
     /// 207 Application internal error.
     ApplicationInternal,
 }
@@ -117,6 +119,7 @@ impl ErrorCode {
             ErrorCode::TableValueNotFound => 103,
             ErrorCode::UnsupportedMessageType => 200,
             ErrorCode::UnsupportedVersion => 203,
+            ErrorCode::DuplicateKey => 205,
             ErrorCode::ApplicationInternal => 207,
         }
     }
@@ -130,6 +133,7 @@ impl ErrorCode {
             ErrorCode::TableValueNotFound => "Table value not found",
             ErrorCode::UnsupportedMessageType => "Unsupported message type",
             ErrorCode::UnsupportedVersion => "Unsupported version id",
+            ErrorCode::DuplicateKey => "Duplicate key identifier",
             ErrorCode::ApplicationInternal => "Application internal error",
         }
     }
@@ -185,6 +189,15 @@ pub enum Hl7Error {
         value: String,
         table: &'static str,
     },
+    /// The receiver does not take lab messages from this sending facility (MSH-4): unknown, another
+    /// site's, or calling from an address it is not configured at. Built by the caller, never by the
+    /// parser.
+    #[error("MSH-4: {0}")]
+    SenderRefused(String),
+    /// The receiver holds another message with this control ID (MSH-10) from the same sender. Built by
+    /// the caller, never by the parser.
+    #[error("MSH-10: {0}")]
+    DuplicateControlId(String),
     /// The receiver could not process a good message (storage failed…). Built by the caller, never by
     /// the parser.
     #[error("application internal error: {0}")]
@@ -203,9 +216,10 @@ impl Hl7Error {
             Hl7Error::BadEncodingCharacters(_)
             | Hl7Error::Undecodable { .. }
             | Hl7Error::DataType { .. } => ErrorCode::DataType,
-            Hl7Error::UnsupportedCharset(_) | Hl7Error::TableValue { .. } => {
-                ErrorCode::TableValueNotFound
-            }
+            Hl7Error::UnsupportedCharset(_)
+            | Hl7Error::TableValue { .. }
+            | Hl7Error::SenderRefused(_) => ErrorCode::TableValueNotFound,
+            Hl7Error::DuplicateControlId(_) => ErrorCode::DuplicateKey,
             Hl7Error::UnsupportedMessageType(_) => ErrorCode::UnsupportedMessageType,
             Hl7Error::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             Hl7Error::Internal(_) => ErrorCode::ApplicationInternal,
@@ -213,8 +227,9 @@ impl Hl7Error {
     }
 
     /// The acknowledgment this error deserves: `AR` (reject) when the message cannot be understood as
-    /// an ORU^R01 at all (no MSH, bad encoding characters or charset, unsupported type or version), `AE`
-    /// (error) when its content is wrong or the receiver failed.
+    /// an ORU^R01 at all (no MSH, bad encoding characters or charset, unsupported type or version) or
+    /// its sender is refused, `AE` (error) when its content is wrong, its control ID is taken, or the
+    /// receiver failed.
     pub fn ack_code(&self) -> AckCode {
         match self {
             Hl7Error::Empty
@@ -223,7 +238,8 @@ impl Hl7Error {
             | Hl7Error::UnsupportedCharset(_)
             | Hl7Error::Undecodable { .. }
             | Hl7Error::UnsupportedMessageType(_)
-            | Hl7Error::UnsupportedVersion(_) => AckCode::Reject,
+            | Hl7Error::UnsupportedVersion(_)
+            | Hl7Error::SenderRefused(_) => AckCode::Reject,
             _ => AckCode::Error,
         }
     }
@@ -252,6 +268,7 @@ impl Hl7Error {
             Hl7Error::UnsupportedVersion(_) => Some(("MSH", 1)),
             Hl7Error::UnsupportedCharset(_) => Some(("MSH", 1)),
             Hl7Error::BadEncodingCharacters(_) => Some(("MSH", 1)),
+            Hl7Error::SenderRefused(_) | Hl7Error::DuplicateControlId(_) => Some(("MSH", 1)),
             other => other
                 .location()
                 .map(|l| (l.segment.as_str(), occurrence(l))),
@@ -265,6 +282,8 @@ impl Hl7Error {
             Hl7Error::UnsupportedVersion(_) => Some(12),
             Hl7Error::UnsupportedCharset(_) => Some(18),
             Hl7Error::BadEncodingCharacters(_) => Some(2),
+            Hl7Error::SenderRefused(_) => Some(4),
+            Hl7Error::DuplicateControlId(_) => Some(10),
             other => other
                 .location()
                 .map(|l| usize::try_from(l.field).unwrap_or(usize::MAX)),

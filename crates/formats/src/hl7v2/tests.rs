@@ -978,6 +978,47 @@ fn every_error_is_named_and_coded() {
     );
 }
 
+#[test]
+fn receiver_refusals_point_at_msh_4_and_msh_10() {
+    let text = fx::oru_r01_cbc("P001", "HX", "MSG-7", "2.5.1");
+    let oru = parse_oru_r01(text.as_bytes()).unwrap();
+    let now = t(2026, 11, 23, 9, 31, 5, Some(480));
+    let refused = Hl7Error::SenderRefused("\"COUNTYLAB\" is not a configured lab sender".into());
+    assert_eq!(refused.ack_code(), AckCode::Reject);
+    assert_eq!(refused.error_code().code(), 103);
+    let ack = build_ack(
+        Some(&oru.header),
+        refused.ack_code(),
+        Some(&refused),
+        "A1",
+        now,
+    );
+    assert!(ack.contains("\rMSA|AR|MSG-7\r"), "{ack}");
+    assert!(
+        ack.contains("\rERR||MSH^1^4|103^Table value not found^HL70357|E||||MSH-4: "),
+        "{ack}"
+    );
+    let duplicate = Hl7Error::DuplicateControlId("already received with other content".into());
+    assert_eq!(duplicate.ack_code(), AckCode::Error);
+    assert_eq!(duplicate.error_code().code(), 205);
+    let old = parse_oru_r01(fx::oru_r01_cbc("P001", "HX", "MSG-8", "2.3.1").as_bytes()).unwrap();
+    let ack = build_ack(
+        Some(&old.header),
+        duplicate.ack_code(),
+        Some(&duplicate),
+        "A2",
+        now,
+    );
+    assert!(
+        ack.contains("\rMSA|AE|MSG-8|MSH-10: already received"),
+        "{ack}"
+    );
+    assert!(
+        ack.contains("\rERR|MSH^1^10^205&Duplicate key identifier&HL70357"),
+        "{ack}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // ACKs.
 
