@@ -149,8 +149,8 @@ async fn stow_then_wado_with_blobs_on_s3() {
     t.finish().await;
 }
 
-/// A hub whose S3 credentials are refused does not start: the start-up write fails and the error
-/// names the store. (A missing bucket fails the same way on S3 and MinIO; s3s-fs creates it.)
+/// `yilian serve` does not start on an S3 store that refuses its credentials: the start-up check
+/// (`check_blob_store`) fails and names the store. (A missing bucket fails the same way on S3 and MinIO; s3s-fs creates it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_does_not_start_on_an_s3_store_it_cannot_write() {
     let Some(env) = support::s3_env() else {
@@ -166,8 +166,9 @@ async fn a_hub_does_not_start_on_an_s3_store_it_cannot_write() {
     };
     support::use_s3(&mut cfg, &env, dir.path());
     cfg.blobs.max_retries = 0;
-    let Err(err) = yilian::open_hub(cfg).await else {
-        panic!("the hub started with a wrong S3 secret");
+    let hub = yilian::open_hub(cfg).await.unwrap();
+    let Err(err) = yilian::check_blob_store(&hub).await else {
+        panic!("the start-up check passed with a wrong S3 secret");
     };
     let msg = format!("{err:#}");
     assert!(
