@@ -149,6 +149,37 @@ async fn stow_then_wado_with_blobs_on_s3() {
     t.finish().await;
 }
 
+/// `yilian serve` does not start on an S3 store that refuses its credentials: the start-up check
+/// (`check_blob_store`) fails and names the store. (A missing bucket fails the same way on S3 and MinIO; s3s-fs creates it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_does_not_start_on_an_s3_store_it_cannot_write() {
+    let Some(env) = support::s3_env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = yilian_config::Config::from_toml(yilian_config::DEMO_TOML, "demo").unwrap();
+    cfg.database.url = format!("sqlite://{}/catalog.db?mode=rwc", dir.path().display());
+    cfg.keys.dir = dir.path().join("keys");
+    let env = support::S3Env {
+        secret_access_key: "not-the-secret".into(),
+        ..env
+    };
+    support::use_s3(&mut cfg, &env, dir.path());
+    cfg.blobs.max_retries = 0;
+    let hub = yilian::open_hub(cfg).await.unwrap();
+    let Err(err) = yilian::check_blob_store(&hub).await else {
+        panic!("the start-up check passed with a wrong S3 secret");
+    };
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!(
+            "writing to the blob store at s3://{}/",
+            env.bucket
+        )),
+        "{msg}"
+    );
+}
+
 /// The bytes of the single part of a multipart/related body.
 fn one_part<'a>(body: &'a [u8], boundary: &str) -> &'a [u8] {
     let start = format!("--{boundary}\r\n");

@@ -246,6 +246,7 @@ async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     let hub = yilian::open_hub(config).await?;
+    yilian::check_blob_store(&hub).await?;
     if demo {
         print_demo_banner(&hub, local);
     }
