@@ -658,24 +658,69 @@ impl LabSource {
     }
 }
 
-/// Where a stored panel is in the hub's own workflow (not the lab's status). Only `Received` exists in
-/// this version; review and release add their states.
+/// Where a stored panel is in the hub's own workflow (not the lab's status): waiting for a lab
+/// physician's sign-off (审核), or released to the alliance, by a person or by an auto-release rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LabPanelState {
-    /// Stored as the lab sent it; nobody at the hub has acted on it.
+    /// Stored before review existed (catalog version 9); treated like `AwaitingReview`.
     Received,
+    /// Waiting for a lab physician of the review pool to sign it off.
+    AwaitingReview,
+    /// Signed off by a lab physician: published.
+    Released,
+    /// Released without review by a configured rule: published.
+    AutoReleased,
 }
 
 impl LabPanelState {
     pub fn as_str(self) -> &'static str {
         match self {
             LabPanelState::Received => "received",
+            LabPanelState::AwaitingReview => "awaiting_review",
+            LabPanelState::Released => "released",
+            LabPanelState::AutoReleased => "auto_released",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "received" => LabPanelState::Received,
+            "awaiting_review" => LabPanelState::AwaitingReview,
+            "released" => LabPanelState::Released,
+            "auto_released" => LabPanelState::AutoReleased,
+            _ => return None,
+        })
+    }
+
+    /// Visible to the other member hospitals.
+    pub fn is_published(self) -> bool {
+        matches!(self, LabPanelState::Released | LabPanelState::AutoReleased)
+    }
+}
+
+/// Where a critical-value case (危急值) is: waiting for an acknowledgement, escalated for lack of one,
+/// or acknowledged by a named person who read the value back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CriticalState {
+    Open,
+    Escalated,
+    Acknowledged,
+}
+
+impl CriticalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CriticalState::Open => "open",
+            CriticalState::Escalated => "escalated",
+            CriticalState::Acknowledged => "acknowledged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => CriticalState::Open,
+            "escalated" => CriticalState::Escalated,
+            "acknowledged" => CriticalState::Acknowledged,
             _ => return None,
         })
     }
