@@ -221,6 +221,9 @@ pub struct LabConfig {
     pub senders: Vec<LabSenderConfig>,
     /// Local analyte/service codes → LOINC (`[[lab.loinc]]`).
     pub loinc: Vec<LoincMappingConfig>,
+    /// The external quality assessment (室间质评) registry (`[[lab.qc]]`): which performing lab passed
+    /// EQA for which analytes in which year. Feeds mutual recognition of lab results.
+    pub qc: Vec<yilian_policy::lab::QcRecord>,
 }
 
 /// The default MLLP port (the IANA-registered HL7 port).
@@ -235,6 +238,7 @@ impl Default for LabConfig {
             idle_timeout_secs: 300,
             senders: Vec::new(),
             loinc: Vec::new(),
+            qc: Vec::new(),
         }
     }
 }
@@ -1154,6 +1158,22 @@ impl Config {
                     "must be positive",
                 ));
             }
+            if !it.analytes.is_empty()
+                && !it
+                    .modality
+                    .eq_ignore_ascii_case(yilian_policy::recognition::LAB_ITEM)
+            {
+                return Err(invalid(
+                    format!("recognition.items[{i}].analytes"),
+                    "only the LAB item lists analytes",
+                ));
+            }
+            if it.analytes.iter().any(|a| a.trim().is_empty()) {
+                return Err(invalid(
+                    format!("recognition.items[{i}].analytes"),
+                    "an analyte code is empty",
+                ));
+            }
         }
         Ok(())
     }
@@ -1245,6 +1265,30 @@ impl Config {
                 && h.parse::<std::net::IpAddr>().is_err()
             {
                 return Err(invalid(key("host"), format!("{h:?} is not an IP address")));
+            }
+        }
+        for (i, q) in lab.qc.iter().enumerate() {
+            let key = |k: &str| format!("lab.qc[{i}].{k}");
+            if q.lab.trim().is_empty() {
+                return Err(invalid(
+                    key("lab"),
+                    "must name the performing lab as its messages do (MSH-4 / FHIR performer)",
+                ));
+            }
+            if !(1990..=2200).contains(&q.year) {
+                return Err(invalid(
+                    key("year"),
+                    format!("{} is not a plausible year", q.year),
+                ));
+            }
+            if q.scheme.trim().is_empty() {
+                return Err(invalid(
+                    key("scheme"),
+                    "must name the EQA scheme and its organiser",
+                ));
+            }
+            if q.analytes.iter().any(|a| a.trim().is_empty()) {
+                return Err(invalid(key("analytes"), "an analyte code is empty"));
             }
         }
         let mut mapped = HashSet::new();
@@ -1577,6 +1621,66 @@ mod tests {
         let mut c = demo();
         c.lab.max_message_bytes = 10;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn the_qc_registry_and_lab_recognition_windows_are_checked() {
+        let c = demo();
+        assert!(
+            c.lab
+                .qc
+                .iter()
+                .any(|q| q.lab == "COUNTYLAB" && q.analytes.is_empty())
+        );
+        assert!(
+            c.recognition
+                .items
+                .iter()
+                .any(|i| i.modality == "LAB" && i.analytes.contains(&"2823-3".to_string()))
+        );
+        let mut c = demo();
+        c.lab.qc[0].year = 26;
+        let e = c.validate().unwrap_err().to_string();
+        assert_eq!(e, "lab.qc[0].year: 26 is not a plausible year");
+        let mut c = demo();
+        c.lab.qc[1].lab = " ".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("lab.qc[1].lab")
+        );
+        let mut c = demo();
+        c.lab.qc[0].scheme = String::new();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("lab.qc[0].scheme")
+        );
+        let mut c = demo();
+        let ct = c
+            .recognition
+            .items
+            .iter()
+            .position(|i| i.modality == "CT")
+            .unwrap();
+        c.recognition.items[ct].analytes = vec!["777-3".into()];
+        let e = c.validate().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("recognition.items[{ct}].analytes: only the LAB item lists analytes")
+        );
+        let entry = |key: &str| {
+            format!(
+                "{DEMO_TOML}\n[[lab.qc]]\nlab = \"X\"\nyear = 2026\nscheme = \"s\"\n{key} = \"city\"\n"
+            )
+        };
+        assert!(Config::from_toml(&entry("scope"), "t").is_ok());
+        let e = Config::from_toml(&entry("scop"), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scop"), "unknown keys are refused: {e}");
     }
 
     #[test]

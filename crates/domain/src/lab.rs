@@ -658,26 +658,47 @@ impl LabSource {
     }
 }
 
-/// Where a stored panel is in the hub's own workflow (not the lab's status). Only `Received` exists in
-/// this version; review and release add their states.
+/// Where a stored panel is in the hub's own workflow (not the lab's status). A panel is *published*
+/// (visible to other member hospitals) once released: signed off by a lab physician or auto-released.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LabPanelState {
     /// Stored as the lab sent it; nobody at the hub has acted on it.
     Received,
+    /// Waiting for a lab physician's sign-off (审核).
+    AwaitingReview,
+    /// Signed off by a lab physician: published.
+    Released,
+    /// Released without review by a configured rule: published.
+    AutoReleased,
 }
 
 impl LabPanelState {
+    /// The states in which a panel is published, as the catalog spells them.
+    pub const PUBLISHED: [LabPanelState; 2] =
+        [LabPanelState::Released, LabPanelState::AutoReleased];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LabPanelState::Received => "received",
+            LabPanelState::AwaitingReview => "awaiting_review",
+            LabPanelState::Released => "released",
+            LabPanelState::AutoReleased => "auto_released",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "received" => LabPanelState::Received,
+            "awaiting_review" => LabPanelState::AwaitingReview,
+            "released" => LabPanelState::Released,
+            "auto_released" => LabPanelState::AutoReleased,
             _ => return None,
         })
+    }
+
+    /// Visible to other member hospitals: released or auto-released.
+    pub fn is_published(self) -> bool {
+        Self::PUBLISHED.contains(&self)
     }
 }
 
