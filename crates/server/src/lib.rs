@@ -1,5 +1,5 @@
-//! Yilian server: the HTTP front end (DICOMweb, the REST API, health), the DIMSE listener (`dimse`),
-//! authentication of callers, and the background jobs. Handlers translate HTTP and DIMSE to
+//! Yilian server: the HTTP front end (DICOMweb, the REST API, the FHIR R4 lab read API, health), the
+//! DIMSE listener (`dimse`), authentication of callers, and the background jobs. Handlers translate HTTP and DIMSE to
 //! `yilian-app` use cases and back; no SQL here.
 
 mod api;
@@ -8,6 +8,7 @@ mod dicomweb;
 pub mod dimse;
 mod ecg;
 mod error;
+mod fhir;
 mod lab;
 mod metrics;
 pub mod mllp;
@@ -173,6 +174,11 @@ pub fn router(hub: Hub) -> Router {
         .merge(api)
         .merge(ecg_upload)
         .merge(lab_in)
+        // FHIR R4 read API for lab results; its own fallback answers OperationOutcomes.
+        .nest(
+            "/fhir/r4",
+            fhir::routes().layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
+        )
         .fallback(api::not_found)
         // A bug must not take the connection down silently: a panic becomes a 500 with no detail.
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send + 'static>| {

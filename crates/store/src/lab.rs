@@ -32,7 +32,7 @@ const PANEL_COLS: &str = "panel_id, message_id, seq, source, version, site_id, s
                           specimen_received_text, reported_text, received_at, status, state, supersedes, superseded_by, notes";
 
 /// The panel columns qualified with `p.`, plus what a record takes from its message.
-fn panel_select() -> String {
+pub(crate) fn panel_select() -> String {
     let cols: Vec<String> = PANEL_COLS
         .split(',')
         .map(|c| format!("p.{}", c.trim()))
@@ -367,7 +367,10 @@ impl SqlCatalog {
     }
 
     /// Panel rows → records, with their results read in one query.
-    async fn with_results(&self, rows: Vec<AnyRow>) -> Result<Vec<LabPanelRecord>, PortError> {
+    pub(crate) async fn with_results(
+        &self,
+        rows: Vec<AnyRow>,
+    ) -> Result<Vec<LabPanelRecord>, PortError> {
         let mut records = rows
             .iter()
             .map(panel_record)
