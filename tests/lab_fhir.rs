@@ -339,7 +339,7 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
         let matches = entries(&b, "match");
         assert_eq!(
             ids(&matches),
-            [lab.lytes_corrected.clone()],
+            [lab.lytes_corrected.as_str()],
             "the newest published only"
         );
         let r = matches[0];
@@ -465,7 +465,7 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
             "/fhir/r4/DiagnosticReport?identifier=urn:yilian:filler:COUNTYLAB%7CFO-CL-1",
         )
         .await;
-        assert_eq!(ids(&entries(&b, "match")), [lab.lytes_corrected.clone()]);
+        assert_eq!(ids(&entries(&b, "match")), [lab.lytes_corrected.as_str()]);
         let b = search(
             &t,
             &seen,

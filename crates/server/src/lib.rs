@@ -1,6 +1,6 @@
 //! Yilian server: the HTTP front end (DICOMweb, the REST API, the FHIR R4 lab read API, health), the
-//! DIMSE listener (`dimse`), authentication of callers, and the background jobs. Handlers translate HTTP and DIMSE to
-//! `yilian-app` use cases and back; no SQL here.
+//! DIMSE listener (`dimse`), authentication of callers, and the background jobs. Handlers translate
+//! HTTP and DIMSE to `yilian-app` use cases and back; no SQL here.
 
 mod api;
 mod auth;
