@@ -1,6 +1,7 @@
 //! The FHIR R4 lab read API (`/fhir/r4`) end to end against the real hub (SQLite always, PostgreSQL
 //! when DATABASE_URL is set): ORU^R01 messages over MLLP and HTTP and a FHIR Bundle go in, panels are
-//! published, and a member hospital's clinician searches and reads them over HTTP. Only published
+//! published (auto-released at ingest, or signed off by a lab physician), and a member hospital's
+//! clinician searches and reads them over HTTP. Only published
 //! panels and the newest report of an order come out, with the mutual-recognition tag as the QC
 //! registry and the validity windows say; every look is audited; errors are OperationOutcomes. Every
 //! resource the hub answered is checked by libraries nobody here wrote (python fhir.resources R4B and
@@ -165,11 +166,16 @@ async fn http_hl7(t: &TestHub, token: &str, message: &str) -> String {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    r.headers()["x-yilian-lab-panels"]
-        .to_str()
-        .unwrap()
-        .to_string()
+    let status = r.status();
+    let panels = r
+        .headers()
+        .get("x-yilian-lab-panels")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let ack = r.text().await.unwrap_or_default();
+    assert_eq!(status, StatusCode::OK, "{}", ack.replace('\r', "\n"));
+    panels
 }
 
 /// Posts one FHIR Bundle; returns the stored panel id.
@@ -188,32 +194,57 @@ async fn http_fhir(t: &TestHub, token: &str, bundle: &str) -> String {
     v["panels"][0]["panel_id"].as_str().unwrap().to_string()
 }
 
-/// Releases a panel (what a lab physician's sign-off does), straight in the catalog.
-// TODO(review): use the sign-off endpoint / auto-release once migration 0011 is on main.
+/// A lab physician of the review pool signs the panel off: it is released (published).
 async fn release(t: &TestHub, panel_id: &str) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&t.hub.config.database.url)
-        .await
-        .unwrap();
-    let done = sqlx::query("UPDATE lab_panels SET state = 'released' WHERE panel_id = $1")
-        .bind(panel_id)
-        .execute(&pool)
-        .await
-        .unwrap();
-    assert_eq!(done.rows_affected(), 1);
-    pool.close().await;
+    let huang = t.token("huang.labdoc").await;
+    let r = t
+        .post_json(
+            &huang,
+            &format!("/api/v1/lab/panels/{panel_id}/sign"),
+            &serde_json::json!({ "comment": "已复核" }),
+        )
+        .await;
+    let status = r.status();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
 }
 
-/// What `setup` stored.
+/// The county lab corrects the electrolytes (K 6.8 → 5.1, a haemolysed specimen): a new report of
+/// the order, waiting for review.
+async fn correct(t: &TestHub) -> String {
+    let liu = t.token("liu.lab").await;
+    let mut first = LabSpec::new(MRN, "XRMYY", "CL-1", "2.5.1");
+    first.performing_lab = "COUNTYLAB".into();
+    http_hl7(
+        t,
+        &liu,
+        &oru_r01(&first.corrected("CL-2"), &electrolytes_critical()).replace("|6.8|", "|5.1|"),
+    )
+    .await
+}
+
+/// Publishes the electrolytes and their correction; returns the correction.
+async fn publish_corrected(t: &TestHub, lab: &Lab) -> String {
+    release(t, &lab.lytes).await;
+    let corrected = correct(t).await;
+    release(t, &corrected).await;
+    corrected
+}
+
+/// What `setup` stored (the township and critical panels wait for review; the county CBC, final and
+/// normal from an EQA-qualified lab, is auto-released).
 struct Lab {
-    /// Resident-ID patient: a township CBC (HX_LIS, EQA for blood counts), a township liver panel
-    /// (not EQA-qualified), a county liver panel sent as a FHIR Bundle.
+    /// Resident-ID patient: a township CBC (HX_LIS: EQA for WBC, RBC, HGB, PLT only), a township liver
+    /// panel (no EQA), a county CBC sent as a FHIR Bundle.
     hx_cbc: String,
     hx_liver: String,
-    county_liver: String,
-    /// Record-number patient: electrolytes, their correction, and a troponin never released.
+    county_cbc: String,
+    /// Record-number patient: electrolytes with a critical potassium, and a troponin never released.
     lytes: String,
-    lytes_corrected: String,
     troponin: String,
 }
 
@@ -257,20 +288,14 @@ async fn setup(t: &TestHub) -> Lab {
     let hx_cbc = by_service("CBC");
     let hx_liver = by_service("LFT");
     // The county lab: a FHIR Bundle for the same resident, and HL7 over HTTP for a record number.
-    let county_liver = http_fhir(
+    let county_cbc = http_fhir(
         t,
         &liu,
-        &fhir_bundle(&spec(RESIDENT, "XRMYY", "CL-B1", "COUNTYLAB"), &liver()),
+        &fhir_bundle(&spec(RESIDENT, "XRMYY", "CL-B1", "COUNTYLAB"), &cbc()),
     )
     .await;
     let first = spec(MRN, "XRMYY", "CL-1", "COUNTYLAB");
     let lytes = http_hl7(t, &liu, &oru_r01(&first, &electrolytes_critical())).await;
-    let lytes_corrected = http_hl7(
-        t,
-        &liu,
-        &oru_r01(&first.corrected("CL-2"), &electrolytes_critical()).replace("|6.8|", "|5.1|"),
-    )
-    .await;
     let troponin = http_hl7(
         t,
         &liu,
@@ -280,9 +305,8 @@ async fn setup(t: &TestHub) -> Lab {
     Lab {
         hx_cbc,
         hx_liver,
-        county_liver,
+        county_cbc,
         lytes,
-        lytes_corrected,
         troponin,
     }
 }
@@ -313,13 +337,19 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
         assert_eq!(b["total"], 0, "{b}");
         assert!(b.get("entry").is_none());
 
-        // The first electrolytes report is released; its correction is not yet.
+        // A lab physician signs the electrolytes off: published, recognised.
         release(&t, &lab.lytes).await;
         let b = search(&t, &seen, &zhao, &dr).await;
         assert_eq!(b["total"], 1, "{b}");
         let r = entries(&b, "match")[0];
         assert_eq!(r["id"], lab.lytes.as_str());
         assert_eq!(r["status"], "final");
+        assert!(tagged_hr(r), "{r}");
+        // The lab corrects it; until the correction is signed off the report is shown, not recognised.
+        let corrected = correct(&t).await;
+        let b = search(&t, &seen, &zhao, &dr).await;
+        assert_eq!(ids(&entries(&b, "match")), [lab.lytes.as_str()]);
+        let r = entries(&b, "match")[0];
         assert!(!tagged_hr(r), "a correction awaits release: {r}");
         assert!(
             reasons(r).contains(&"a newer report of the same order awaits release".to_string()),
@@ -327,7 +357,7 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
         );
 
         // Released, the correction replaces it: one report of the order, corrected, recognised.
-        release(&t, &lab.lytes_corrected).await;
+        release(&t, &corrected).await;
         let b = search(
             &t,
             &seen,
@@ -339,7 +369,7 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
         let matches = entries(&b, "match");
         assert_eq!(
             ids(&matches),
-            [lab.lytes_corrected.as_str()],
+            [corrected.as_str()],
             "the newest published only"
         );
         let r = matches[0];
@@ -352,17 +382,14 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
         let full = b["entry"][0]["fullUrl"].as_str().unwrap();
         assert_eq!(
             full,
-            format!(
-                "{}/fhir/r4/DiagnosticReport/{}",
-                t.base, lab.lytes_corrected
-            )
+            format!("{}/fhir/r4/DiagnosticReport/{}", t.base, corrected)
         );
         // The results are included, each an Observation of the report.
         let obs = entries(&b, "include");
         assert_eq!(
             ids(&obs),
             (1..=3)
-                .map(|i| format!("{}-{i}", lab.lytes_corrected))
+                .map(|i| format!("{}-{i}", corrected))
                 .collect::<Vec<_>>()
         );
         let k = obs[0];
@@ -424,10 +451,7 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
         )
         .await;
         assert_eq!(b["total"], 1, "{b}");
-        assert_eq!(
-            ids(&entries(&b, "match")),
-            [format!("{}-1", lab.lytes_corrected)]
-        );
+        assert_eq!(ids(&entries(&b, "match")), [format!("{}-1", corrected)]);
         let b = search(
             &t,
             &seen,
@@ -451,7 +475,7 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
             &t,
             &seen,
             Some(&zhao),
-            &format!("/fhir/r4/Observation/{}-2", lab.lytes_corrected),
+            &format!("/fhir/r4/Observation/{}-2", corrected),
         )
         .await;
         assert_eq!(status, StatusCode::OK);
@@ -465,7 +489,7 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
             "/fhir/r4/DiagnosticReport?identifier=urn:yilian:filler:COUNTYLAB%7CFO-CL-1",
         )
         .await;
-        assert_eq!(ids(&entries(&b, "match")), [lab.lytes_corrected.as_str()]);
+        assert_eq!(ids(&entries(&b, "match")), [corrected.as_str()]);
         let b = search(
             &t,
             &seen,
@@ -529,7 +553,11 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
         assert_eq!(b["total"], 1);
 
         // The resident: found by the resident ID with any system; EQA decides recognition per lab.
-        for id in [&lab.hx_cbc, &lab.hx_liver, &lab.county_liver] {
+        // The county CBC was auto-released at ingest; the township panels are signed off now.
+        let resident = format!("/fhir/r4/DiagnosticReport?patient.identifier={RESIDENT}");
+        let b = search(&t, &seen, &zhao, &resident).await;
+        assert_eq!(ids(&entries(&b, "match")), [lab.county_cbc.as_str()]);
+        for id in [&lab.hx_cbc, &lab.hx_liver] {
             release(&t, id).await;
         }
         let b = search(
@@ -558,13 +586,26 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
         let reports = entries(&b, "match");
         let by_id = |id: &str| *reports.iter().find(|r| r["id"] == id).unwrap();
         assert!(
-            tagged_hr(by_id(&lab.hx_cbc)),
-            "HX_LIS passed EQA for blood counts"
-        );
-        assert!(
-            tagged_hr(by_id(&lab.county_liver)),
+            tagged_hr(by_id(&lab.county_cbc)),
             "COUNTYLAB passed EQA for every analyte"
         );
+        // HX_LIS passed EQA for WBC, RBC, HGB and PLT, not for the neutrophil percentage: those four
+        // results are recognised, the fifth and so the report are not.
+        let township_cbc = by_id(&lab.hx_cbc);
+        assert!(!tagged_hr(township_cbc));
+        assert_eq!(
+            reasons(township_cbc),
+            ["performing lab HX_LIS has no 2026 EQA pass for 中性粒细胞百分比"]
+        );
+        let included = entries(&b, "include");
+        let obs_of = |panel: &str, seq: usize| {
+            *included
+                .iter()
+                .find(|o| o["id"] == format!("{panel}-{seq}"))
+                .unwrap()
+        };
+        assert!((1..=4).all(|i| tagged_hr(obs_of(&lab.hx_cbc, i))));
+        assert!(!tagged_hr(obs_of(&lab.hx_cbc, 5)));
         let township_liver = by_id(&lab.hx_liver);
         assert!(!tagged_hr(township_liver));
         assert!(
@@ -574,15 +615,12 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
             "{:?}",
             reasons(township_liver)
         );
-        let alt = entries(&b, "include")
-            .into_iter()
-            .find(|o| o["id"] == format!("{}-1", lab.hx_liver))
-            .unwrap();
+        let alt = obs_of(&lab.hx_liver, 1);
         assert!(!tagged_hr(alt));
         assert_eq!(alt["interpretation"][0]["coding"][0]["code"], "H");
-        // The county liver panel came in as FHIR: its codes come back with the systems it was sent with.
+        // The county CBC came in as FHIR: its codes come back with the systems it was sent with.
         assert_eq!(
-            by_id(&lab.county_liver)["code"]["coding"][0]["system"],
+            by_id(&lab.county_cbc)["code"]["coding"][0]["system"],
             "urn:yilian:local-code"
         );
         let b = search(
@@ -608,12 +646,12 @@ async fn published_newest_reports_reach_member_hospitals_with_recognition() {
             .filter(|i| i["kind"] == "lab")
             .collect();
         assert_eq!(lab_items.len(), 1, "{look}");
-        assert_eq!(lab_items[0]["panel_id"], lab.lytes_corrected.as_str());
+        assert_eq!(lab_items[0]["panel_id"], corrected.as_str());
         assert_eq!(lab_items[0]["recognition"]["mark"], "HR");
         assert_eq!(lab_items[0]["results"][0]["value"], "5.1");
         assert_eq!(
             lab_items[0]["results"][0]["fhir"],
-            format!("/fhir/r4/Observation/{}-1", lab.lytes_corrected)
+            format!("/fhir/r4/Observation/{}-1", corrected)
         );
         assert!(
             !look.to_string().contains(MRN),
@@ -669,8 +707,7 @@ async fn recognition_ends_with_the_validity_window() {
         let t = TestHub::start(&backend, Some(c), |_| {}).await;
         let seen = Seen::default();
         let lab = setup(&t).await;
-        release(&t, &lab.lytes).await;
-        release(&t, &lab.lytes_corrected).await;
+        publish_corrected(&t, &lab).await;
         let zhao = t.token("zhao.clinician").await;
         let path = format!(
             "/fhir/r4/DiagnosticReport?{}&_include=DiagnosticReport:result",
@@ -892,8 +929,7 @@ async fn a_fhir_client_nobody_here_wrote_searches_the_hub() {
     for backend in backends() {
         let t = start(&backend).await;
         let lab = setup(&t).await;
-        release(&t, &lab.lytes).await;
-        release(&t, &lab.lytes_corrected).await;
+        let corrected = publish_corrected(&t, &lab).await;
         let zhao = t.token("zhao.clinician").await;
         let out = tokio::time::timeout(
             Duration::from_secs(120),
@@ -928,14 +964,14 @@ async fn a_fhir_client_nobody_here_wrote_searches_the_hub() {
             serde_json::json!(["Patient", "DiagnosticReport", "Observation"])
         );
         assert_eq!(v["report_total"], 1, "{v}");
-        assert_eq!(v["reports"][0]["id"], lab.lytes_corrected.as_str());
+        assert_eq!(v["reports"][0]["id"], corrected.as_str());
         assert_eq!(v["reports"][0]["status"], "corrected");
         assert_eq!(v["reports"][0]["tags"], serde_json::json!(["HR"]));
         assert_eq!(v["included"].as_array().unwrap().len(), 3);
         assert_eq!(
             v["observations"],
             serde_json::json!([{
-                "id": format!("{}-1", lab.lytes_corrected), "value": 5.1, "unit": "mmol/L", "status": "corrected"
+                "id": format!("{}-1", corrected), "value": 5.1, "unit": "mmol/L", "status": "corrected"
             }])
         );
         assert_eq!(v["patients"][0]["gender"], "male");

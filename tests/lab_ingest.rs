@@ -984,3 +984,49 @@ async fn garbage_never_ends_the_listener_and_idle_connections_close() {
     assert_eq!(again.send(good.as_bytes()).await.code, "AA");
     t.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_closed_and_the_others_keep_working() {
+    let backend = backends().remove(0);
+    let t = TestHub::start(&backend, None, |c| c.lab.max_connections = 2).await;
+    let mut first = Lis::connect(t.mllp_addr).await;
+    let mut second = Lis::connect(t.mllp_addr).await;
+    // Both are open and served (an ACK proves the listener has taken each before the third comes).
+    let msg = |control: &str| oru_r01(&spec("P800", "HX_LIS", control, "2.5.1"), &cbc());
+    assert_eq!(first.send(msg("HX-C1").as_bytes()).await.code, "AA");
+    assert_eq!(second.send(msg("HX-C2").as_bytes()).await.code, "AA");
+    // The third is closed at once: nothing is read, nothing is stored.
+    let mut third = Lis::connect(t.mllp_addr).await;
+    let mut framed = vec![0x0b];
+    framed.extend_from_slice(msg("HX-C3").as_bytes());
+    framed.extend_from_slice(&[0x1c, 0x0d]);
+    let _ = third.stream.write_all(&framed).await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(30), third.stream.read(&mut buf))
+        .await
+        .expect("closed within 30 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "no ACK on a refused connection");
+    assert!(!stored(&t, "HX_LIS", "HX-C3").await);
+    // The senders already connected keep working; once one leaves, a new one is taken.
+    assert_eq!(first.send(msg("HX-C4").as_bytes()).await.code, "AA");
+    drop(second);
+    let mut taken = None;
+    for _ in 0..50 {
+        let mut lis = Lis::connect(t.mllp_addr).await;
+        let _ = lis.stream.write_all(&framed).await;
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_secs(5), lis.stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                taken = Some(n);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(
+        taken.is_some(),
+        "a slot freed by a closed connection is reused"
+    );
+    t.finish().await;
+}

@@ -39,6 +39,14 @@ pub enum Action {
     SendLab,
     /// Read a stored lab panel in scope (the sending site's own panels in this version).
     ViewLabPanel,
+    /// Review and sign off lab panels of one's lab review pools (审核).
+    ReviewLab,
+    /// See and acknowledge the critical values one's site or pool was told of (危急值).
+    AckCritical,
+    /// Read the critical-value register of one's scope (admins: the whole alliance's, no patients).
+    ViewCriticalRegister,
+    /// Poll the notifications addressed to oneself or one's pools.
+    ReadNotifications,
 }
 
 /// The matrix. Anything not listed is refused.
@@ -53,6 +61,9 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::ListKeys,
             Action::SendLab,
             Action::ViewLabPanel,
+            Action::AckCritical,
+            Action::ViewCriticalRegister,
+            Action::ReadNotifications,
         ],
     ),
     (
@@ -65,6 +76,10 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::ViewReport,
             Action::ListKeys,
             Action::ViewDuty,
+            Action::ReviewLab,
+            Action::AckCritical,
+            Action::ViewCriticalRegister,
+            Action::ReadNotifications,
         ],
     ),
     (
@@ -74,6 +89,9 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::LookupResults,
             Action::ViewReport,
             Action::ListKeys,
+            Action::AckCritical,
+            Action::ViewCriticalRegister,
+            Action::ReadNotifications,
         ],
     ),
     (
@@ -84,6 +102,7 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::ViewMetrics,
             Action::ManageRouting,
             Action::ViewDuty,
+            Action::ViewCriticalRegister,
         ],
     ),
 ];
@@ -148,5 +167,16 @@ mod tests {
         for r in [Role::Reader, Role::Clinician] {
             assert!(!allowed(r, Action::SendLab), "{r:?}");
         }
+        // Lab physicians (readers of a lab review pool) sign panels off; nobody else does.
+        assert!(allowed(Role::Reader, Action::ReviewLab));
+        for r in [Role::SiteTech, Role::Clinician, Role::Admin] {
+            assert!(!allowed(r, Action::ReviewLab), "{r:?}");
+        }
+        // Critical values: the people told acknowledge; the admin keeps the register, no more.
+        for r in [Role::SiteTech, Role::Clinician, Role::Reader] {
+            assert!(allowed(r, Action::AckCritical), "{r:?}");
+        }
+        assert!(!allowed(Role::Admin, Action::AckCritical));
+        assert!(allowed(Role::Admin, Action::ViewCriticalRegister));
     }
 }

@@ -342,6 +342,20 @@ impl Hub {
                     panel.status.as_str()
                 ),
             });
+            let decided = self
+                .decide_panel(&facility, &who.site, &panel, now)
+                .map_err(LabIngestError::Unavailable)?;
+            if let Some(a) = audit.last_mut() {
+                a.detail.push_str(&format!(
+                    "; {}{}",
+                    decided.review.state.as_str(),
+                    if decided.critical.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {} critical value(s)", decided.critical.len())
+                    }
+                ));
+            }
             new_panels.push(NewLabPanel {
                 panel_id,
                 patient_key,
@@ -349,6 +363,8 @@ impl Hub {
                 service_loinc,
                 loinc_mapped,
                 panel,
+                review: decided.review,
+                critical: decided.critical,
             });
         }
         let key = blob_key(&sha);

@@ -79,7 +79,7 @@ impl Hub {
         who: &Principal,
         after: Option<&str>,
     ) -> Result<Vec<Notification>, AppError> {
-        require(who, Action::ReadWorklist)?;
+        require(who, Action::ReadNotifications)?;
         Ok(self
             .catalog
             .notifications_for(&who.pools, &who.username, after, MAX_NOTIFICATIONS)

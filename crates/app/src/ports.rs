@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use yilian_domain::lab::{LabPanel, LabPanelState, LabSource};
+use yilian_domain::lab::{CriticalState, LabPanel, LabPanelState, LabSource};
 use yilian_domain::{
     ExamId, ExamKind, ExamState, LabPanelId, LocalPatientId, PatientKey, PoolId, Priority,
     ReportId, ReportStatus, SeriesInstanceUid, SiteId, SopClassUid, SopInstanceUid,
@@ -495,6 +495,101 @@ pub struct NewLabPanel {
     pub loinc_mapped: Vec<bool>,
     /// The panel as parsed (LOINC mapped), its notes included.
     pub panel: LabPanel,
+    /// Review or release, decided at ingest.
+    pub review: LabReview,
+    /// Critical values found in it: each opens a case (with its notification) in the same commit.
+    pub critical: Vec<NewCriticalCase>,
+}
+
+/// What happens to a new panel: review by a lab physician of a pool, or release by a rule.
+#[derive(Clone, Debug)]
+pub struct LabReview {
+    /// `AwaitingReview` or `AutoReleased`.
+    pub state: LabPanelState,
+    pub review_pool: Option<PoolId>,
+    /// The policy's explanation, for people.
+    pub decision: String,
+    /// The auto-release rule that applied.
+    pub release_rule: Option<String>,
+}
+
+/// A critical-value case opened with its panel.
+#[derive(Clone, Debug)]
+pub struct NewCriticalCase {
+    pub case_id: String,
+    /// The result's position in the panel, from 1.
+    pub result_seq: i64,
+    pub notify_site: SiteId,
+    pub analyte: String,
+    pub value_text: String,
+    pub unit: String,
+    pub rule_name: Option<String>,
+    pub explanation: String,
+    pub ack_due_at: UnixMillis,
+    /// Addressed to the ordering site's people and the review pool; no patient identifiers.
+    pub notification: Notification,
+}
+
+/// A critical-value case as the register keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CriticalCaseRecord {
+    pub case_id: String,
+    pub panel_id: LabPanelId,
+    pub result_seq: i64,
+    /// The sending lab's site.
+    pub site: SiteId,
+    pub notify_site: SiteId,
+    pub review_pool: Option<PoolId>,
+    pub patient_key: PatientKey,
+    pub analyte: String,
+    pub value_text: String,
+    pub unit: String,
+    pub rule_name: Option<String>,
+    pub explanation: String,
+    pub opened_at: UnixMillis,
+    pub ack_due_at: UnixMillis,
+    pub state: CriticalState,
+    pub escalations: i64,
+    pub last_escalated_at: Option<UnixMillis>,
+    pub next_escalation_at: Option<UnixMillis>,
+    pub ack: Option<CriticalAck>,
+}
+
+/// Who took a critical value, and what they read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CriticalAck {
+    pub at: UnixMillis,
+    /// The account that recorded it.
+    pub by: Username,
+    /// The person who received the value (may be someone on the phone).
+    pub name: String,
+    pub role: Option<String>,
+    pub read_back: String,
+}
+
+/// Which cases the register lists: opened in `[from, to)`, of these sites (sending or told; empty:
+/// all), newest first.
+#[derive(Clone, Debug, Default)]
+pub struct CriticalFilter {
+    pub sites: Vec<SiteId>,
+    pub from: Option<UnixMillis>,
+    pub to: Option<UnixMillis>,
+    pub only_open: bool,
+    pub limit: i64,
+}
+
+/// A lab physician's sign-off of a panel: the signed canonical document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabSignoff {
+    pub panel_id: LabPanelId,
+    pub signer: Username,
+    pub comment: String,
+    pub signed_at: UnixMillis,
+    pub key_id: String,
+    pub algorithm: String,
+    pub signature: String,
+    /// The canonical JSON (RFC 8785) that was signed.
+    pub document: String,
 }
 
 /// How a new panel was filed.
@@ -552,6 +647,16 @@ pub struct LabPanelRecord {
     pub received_at: UnixMillis,
     pub received_by: Username,
     pub state: LabPanelState,
+    /// The pool that reviews it, when one is configured.
+    pub review_pool: Option<PoolId>,
+    /// Why it awaits review or how it was released (the policy's words).
+    pub decision: Option<String>,
+    pub release_rule: Option<String>,
+    pub released_at: Option<UnixMillis>,
+    /// The lab physician who signed it off.
+    pub released_by: Option<Username>,
+    /// Critical values found at ingest.
+    pub critical_count: i64,
     pub supersedes: Option<LabPanelId>,
     pub superseded_by: Option<LabPanelId>,
     /// The original message (blob key and SHA-256).
@@ -942,6 +1047,55 @@ pub trait Catalog: Send + Sync {
         &self,
         patients: &[PatientKey],
     ) -> Result<Vec<LabIdentityRow>, PortError>;
+    /// Panels a pool reviews that await sign-off and that nothing supersedes: those with critical
+    /// values first, then oldest first; at most `limit`.
+    async fn lab_review_queue(
+        &self,
+        pool: &PoolId,
+        limit: i64,
+    ) -> Result<Vec<LabPanelRecord>, PortError>;
+    /// Releases a panel awaiting review with its sign-off and audit row, in one transaction; `false`
+    /// (nothing written) when it was released or superseded meanwhile.
+    async fn release_lab_panel(
+        &self,
+        signoff: &LabSignoff,
+        audit: &AuditEvent,
+    ) -> Result<bool, PortError>;
+    async fn lab_signoff(&self, panel: &LabPanelId) -> Result<Option<LabSignoff>, PortError>;
+    /// The critical-value register.
+    async fn critical_cases(
+        &self,
+        filter: &CriticalFilter,
+    ) -> Result<Vec<CriticalCaseRecord>, PortError>;
+    async fn critical_case(&self, case_id: &str) -> Result<Option<CriticalCaseRecord>, PortError>;
+    async fn critical_cases_of_panel(
+        &self,
+        panel: &LabPanelId,
+    ) -> Result<Vec<CriticalCaseRecord>, PortError>;
+    /// Records the acknowledgement with its audit row; `false` when it was acknowledged meanwhile.
+    async fn acknowledge_critical(
+        &self,
+        case_id: &str,
+        ack: &CriticalAck,
+        audit: &AuditEvent,
+    ) -> Result<bool, PortError>;
+    /// Unacknowledged cases whose escalation is due at `now`, oldest due first.
+    async fn critical_cases_due(
+        &self,
+        now: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<CriticalCaseRecord>, PortError>;
+    /// One escalation of a case still at `escalations` escalations and unacknowledged: state
+    /// `escalated`, the count up, the next due time (None: no more), the notification, in one
+    /// transaction; `false` when another sweep or an acknowledgement got there first.
+    async fn escalate_critical(
+        &self,
+        case_id: &str,
+        escalations: i64,
+        now: UnixMillis,
+        next: Option<UnixMillis>,
+        notification: &Notification,
+    ) -> Result<bool, PortError>;
 
     // --- keys, tokens, audit
     async fn publish_key(&self, key: &PublicKeyRecord) -> Result<(), PortError>;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use yilian_domain::{PoolId, Role, SiteId, Username};
+use yilian_policy::lab::{AutoReleaseRule, CriticalRule, DEFAULT_CRITICAL_ACK_MINUTES, QcRecord};
 use yilian_policy::{
     EcgAlertRules, Qualifications, RecognitionRules, Rota, RoutingRule, RoutingRules,
 };
@@ -217,13 +218,30 @@ pub struct LabConfig {
     pub max_message_bytes: usize,
     /// Seconds of silence after which an MLLP connection is closed.
     pub idle_timeout_secs: u64,
+    /// Open MLLP connections at most; more are closed at once.
+    pub max_connections: usize,
     /// The LIS allowed to send lab results, each for one site.
     pub senders: Vec<LabSenderConfig>,
     /// Local analyte/service codes → LOINC (`[[lab.loinc]]`).
     pub loinc: Vec<LoincMappingConfig>,
-    /// The external quality assessment (室间质评) registry (`[[lab.qc]]`): which performing lab passed
-    /// EQA for which analytes in which year. Feeds mutual recognition of lab results.
-    pub qc: Vec<yilian_policy::lab::QcRecord>,
+    /// The pool of lab physicians who review and sign off panels (审核); a sender may name its own.
+    /// Without one, panels that need review wait for a pool to be configured.
+    pub review_pool: Option<String>,
+    /// The critical-value list (危急值): analyte, unit, thresholds (`[[lab.critical]]`).
+    pub critical: Vec<CriticalRule>,
+    /// Minutes a critical value may wait for an acknowledgement before it escalates (and again
+    /// after each escalation, up to `critical_max_escalations`).
+    pub critical_ack_minutes: i64,
+    /// How many times an unacknowledged critical value escalates.
+    pub critical_max_escalations: i64,
+    /// Users told as well when a critical value escalates (e.g. the duty head of the medical
+    /// office, 医务科), besides the review pool and the ordering site.
+    pub critical_escalate_to: Vec<String>,
+    /// External quality assessment passes (室间质评) per performing lab, year and analyte.
+    pub qc: Vec<QcRecord>,
+    /// When a panel may be released without review (`[[lab.auto_release]]`); none: every panel is
+    /// reviewed.
+    pub auto_release: Vec<AutoReleaseRule>,
 }
 
 /// The default MLLP port (the IANA-registered HL7 port).
@@ -236,9 +254,16 @@ impl Default for LabConfig {
             mllp_addr: DEFAULT_MLLP_ADDR.into(),
             max_message_bytes: 4 * 1024 * 1024,
             idle_timeout_secs: 300,
+            max_connections: 64,
             senders: Vec::new(),
             loinc: Vec::new(),
+            review_pool: None,
+            critical: Vec::new(),
+            critical_ack_minutes: DEFAULT_CRITICAL_ACK_MINUTES,
+            critical_max_escalations: 3,
+            critical_escalate_to: Vec::new(),
             qc: Vec::new(),
+            auto_release: Vec::new(),
         }
     }
 }
@@ -256,6 +281,9 @@ pub struct LabSenderConfig {
     pub site: String,
     /// When set, MLLP messages from this facility are accepted only from this IP address.
     pub host: Option<String>,
+    /// The pool that reviews this lab's panels, instead of `lab.review_pool`.
+    #[serde(default)]
+    pub review_pool: Option<String>,
 }
 
 /// A local code → LOINC mapping, applied at ingest to results (and services) that carry no LOINC.
@@ -1239,6 +1267,12 @@ impl Config {
         if lab.idle_timeout_secs == 0 {
             return Err(invalid("lab.idle_timeout_secs", "must be at least 1"));
         }
+        if !(1..=10_000).contains(&lab.max_connections) {
+            return Err(invalid(
+                "lab.max_connections",
+                "must be between 1 and 10000",
+            ));
+        }
         if lab.mllp_addr.parse::<std::net::SocketAddr>().is_err() {
             return Err(invalid(
                 "lab.mllp_addr",
@@ -1266,29 +1300,74 @@ impl Config {
             {
                 return Err(invalid(key("host"), format!("{h:?} is not an IP address")));
             }
+            if let Some(p) = &s.review_pool
+                && self.pool(p).is_none()
+            {
+                return Err(invalid(key("review_pool"), format!("unknown pool {p:?}")));
+            }
+        }
+        if let Some(p) = &lab.review_pool
+            && self.pool(p).is_none()
+        {
+            return Err(invalid("lab.review_pool", format!("unknown pool {p:?}")));
+        }
+        if !(1..=24 * 60).contains(&lab.critical_ack_minutes) {
+            return Err(invalid(
+                "lab.critical_ack_minutes",
+                "must be between 1 and 1440",
+            ));
+        }
+        if !(0..=10).contains(&lab.critical_max_escalations) {
+            return Err(invalid(
+                "lab.critical_max_escalations",
+                "must be between 0 and 10",
+            ));
+        }
+        for (i, u) in lab.critical_escalate_to.iter().enumerate() {
+            if self.user(u).is_none() {
+                return Err(invalid(
+                    format!("lab.critical_escalate_to[{i}]"),
+                    format!("unknown user {u:?}"),
+                ));
+            }
+        }
+        for (i, c) in lab.critical.iter().enumerate() {
+            c.check()
+                .map_err(|e| invalid(format!("lab.critical[{i}]"), e))?;
+            if let Some(l) = &c.loinc
+                && !valid_loinc(l.trim())
+            {
+                return Err(invalid(
+                    format!("lab.critical[{i}].loinc"),
+                    format!("{l:?} is not a LOINC code"),
+                ));
+            }
         }
         for (i, q) in lab.qc.iter().enumerate() {
-            let key = |k: &str| format!("lab.qc[{i}].{k}");
-            if q.lab.trim().is_empty() {
+            if self.lab_sender(&[q.lab.as_str()]).is_none() {
                 return Err(invalid(
-                    key("lab"),
-                    "must name the performing lab as its messages do (MSH-4 / FHIR performer)",
+                    format!("lab.qc[{i}].lab"),
+                    format!("unknown lab {:?} (not a lab.senders facility)", q.lab),
                 ));
             }
-            if !(1990..=2200).contains(&q.year) {
+            if !(2000..=2100).contains(&q.year) {
+                return Err(invalid(format!("lab.qc[{i}].year"), "not a plausible year"));
+            }
+        }
+        for (i, r) in lab.auto_release.iter().enumerate() {
+            if r.name.trim().is_empty() {
                 return Err(invalid(
-                    key("year"),
-                    format!("{} is not a plausible year", q.year),
+                    format!("lab.auto_release[{i}].name"),
+                    "must not be empty",
                 ));
             }
-            if q.scheme.trim().is_empty() {
-                return Err(invalid(
-                    key("scheme"),
-                    "must name the EQA scheme and its organiser",
-                ));
-            }
-            if q.analytes.iter().any(|a| a.trim().is_empty()) {
-                return Err(invalid(key("analytes"), "an analyte code is empty"));
+            for l in &r.labs {
+                if self.lab_sender(&[l.as_str()]).is_none() {
+                    return Err(invalid(
+                        format!("lab.auto_release[{i}].labs"),
+                        format!("unknown lab {l:?} (not a lab.senders facility)"),
+                    ));
+                }
             }
         }
         let mut mapped = HashSet::new();
@@ -1332,6 +1411,13 @@ impl Config {
             let f = s.facility.trim();
             ids.iter().any(|id| id.trim().eq_ignore_ascii_case(f))
         })
+    }
+
+    /// The pool that reviews a sender's panels: its own `review_pool`, else `lab.review_pool`.
+    pub fn lab_review_pool(&self, facility: &str) -> Option<&str> {
+        self.lab_sender(&[facility])
+            .and_then(|s| s.review_pool.as_deref())
+            .or(self.lab.review_pool.as_deref())
     }
 
     /// The principal a lab sender acts as over MLLP: user `lab.<facility>` (a site tech of its site).
@@ -1624,39 +1710,13 @@ mod tests {
     }
 
     #[test]
-    fn the_qc_registry_and_lab_recognition_windows_are_checked() {
+    fn lab_recognition_windows_are_checked() {
         let c = demo();
-        assert!(
-            c.lab
-                .qc
-                .iter()
-                .any(|q| q.lab == "COUNTYLAB" && q.analytes.is_empty())
-        );
         assert!(
             c.recognition
                 .items
                 .iter()
                 .any(|i| i.modality == "LAB" && i.analytes.contains(&"2823-3".to_string()))
-        );
-        let mut c = demo();
-        c.lab.qc[0].year = 26;
-        let e = c.validate().unwrap_err().to_string();
-        assert_eq!(e, "lab.qc[0].year: 26 is not a plausible year");
-        let mut c = demo();
-        c.lab.qc[1].lab = " ".into();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("lab.qc[1].lab")
-        );
-        let mut c = demo();
-        c.lab.qc[0].scheme = String::new();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("lab.qc[0].scheme")
         );
         let mut c = demo();
         let ct = c
@@ -1671,16 +1731,81 @@ mod tests {
             e,
             format!("recognition.items[{ct}].analytes: only the LAB item lists analytes")
         );
-        let entry = |key: &str| {
-            format!(
-                "{DEMO_TOML}\n[[lab.qc]]\nlab = \"X\"\nyear = 2026\nscheme = \"s\"\n{key} = \"city\"\n"
-            )
+        let lab = c
+            .recognition
+            .items
+            .iter()
+            .position(|i| i.modality == "LAB")
+            .unwrap();
+        c.recognition.items[ct].analytes.clear();
+        c.recognition.items[lab].analytes = vec![" ".into()];
+        let e = c.validate().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("recognition.items[{lab}].analytes: an analyte code is empty")
+        );
+    }
+
+    #[test]
+
+    fn lab_review_critical_qc_and_release_settings_are_checked() {
+        let c = demo();
+        assert_eq!(c.lab.critical_ack_minutes, 15);
+        assert_eq!(c.lab_review_pool("HX_LIS"), Some("county-lab"));
+        assert!(c.lab.critical.iter().any(|r| r.name == "血钾"));
+        assert!(c.lab.qc.iter().any(|q| q.lab == "COUNTYLAB"));
+        let mut c = demo();
+        c.lab.senders[0].review_pool = Some("county-rad".into());
+        c.validate().unwrap();
+        assert_eq!(
+            c.lab_review_pool("hx_lis"),
+            Some("county-rad"),
+            "a sender's own pool"
+        );
+        let refused = |tweak: &dyn Fn(&mut Config), key: &str| {
+            let mut c = demo();
+            tweak(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.starts_with(key), "{key}: {e}");
         };
-        assert!(Config::from_toml(&entry("scope"), "t").is_ok());
-        let e = Config::from_toml(&entry("scop"), "t")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("scop"), "unknown keys are refused: {e}");
+        refused(
+            &|c| c.lab.review_pool = Some("nowhere".into()),
+            "lab.review_pool",
+        );
+        refused(
+            &|c| c.lab.senders[0].review_pool = Some("nowhere".into()),
+            "lab.senders[0].review_pool",
+        );
+        refused(
+            &|c| c.lab.critical_ack_minutes = 0,
+            "lab.critical_ack_minutes",
+        );
+        refused(
+            &|c| c.lab.critical_escalate_to = vec!["ghost".into()],
+            "lab.critical_escalate_to[0]",
+        );
+        refused(&|c| c.lab.critical[0].low = Some(9.0), "lab.critical[0]");
+        refused(
+            &|c| {
+                c.lab.critical[0].low = None;
+                c.lab.critical[0].high = None;
+            },
+            "lab.critical[0]",
+        );
+        refused(
+            &|c| c.lab.critical[0].loinc = Some("2823-4".into()),
+            "lab.critical[0].loinc",
+        );
+        refused(&|c| c.lab.qc[0].lab = "NOLAB".into(), "lab.qc[0].lab");
+        refused(&|c| c.lab.qc[0].year = 26, "lab.qc[0].year");
+        refused(
+            &|c| c.lab.auto_release[0].labs = vec!["NOLAB".into()],
+            "lab.auto_release[0].labs",
+        );
+        // Unknown keys are refused with their name.
+        let bad = DEMO_TOML.replace("critical_ack_minutes = 15", "critical_ack_minute = 15");
+        let e = Config::from_toml(&bad, "demo").unwrap_err().to_string();
+        assert!(e.contains("critical_ack_minute"), "{e}");
     }
 
     #[test]

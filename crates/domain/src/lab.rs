@@ -658,13 +658,13 @@ impl LabSource {
     }
 }
 
-/// Where a stored panel is in the hub's own workflow (not the lab's status). A panel is *published*
-/// (visible to other member hospitals) once released: signed off by a lab physician or auto-released.
+/// Where a stored panel is in the hub's own workflow (not the lab's status): waiting for a lab
+/// physician's sign-off (审核), or released to the alliance, by a person or by an auto-release rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LabPanelState {
-    /// Stored as the lab sent it; nobody at the hub has acted on it.
+    /// Stored before review existed (catalog version 9); treated like `AwaitingReview`.
     Received,
-    /// Waiting for a lab physician's sign-off (审核).
+    /// Waiting for a lab physician of the review pool to sign it off.
     AwaitingReview,
     /// Signed off by a lab physician: published.
     Released,
@@ -696,9 +696,37 @@ impl LabPanelState {
         })
     }
 
-    /// Visible to other member hospitals: released or auto-released.
+    /// Visible to the other member hospitals.
     pub fn is_published(self) -> bool {
-        Self::PUBLISHED.contains(&self)
+        matches!(self, LabPanelState::Released | LabPanelState::AutoReleased)
+    }
+}
+
+/// Where a critical-value case (危急值) is: waiting for an acknowledgement, escalated for lack of one,
+/// or acknowledged by a named person who read the value back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CriticalState {
+    Open,
+    Escalated,
+    Acknowledged,
+}
+
+impl CriticalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CriticalState::Open => "open",
+            CriticalState::Escalated => "escalated",
+            CriticalState::Acknowledged => "acknowledged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "open" => CriticalState::Open,
+            "escalated" => CriticalState::Escalated,
+            "acknowledged" => CriticalState::Acknowledged,
+            _ => return None,
+        })
     }
 }
 

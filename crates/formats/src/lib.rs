@@ -9,6 +9,8 @@ pub mod ecg;
 pub mod fhir_lab;
 pub mod hl7v2;
 pub mod lengths;
+#[cfg(test)]
+mod mutate;
 pub mod query;
 
 pub use dicom::{DicomError, DicomMeta, Parsed, parse_bytes, parse_dicom, parse_file};

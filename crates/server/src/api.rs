@@ -173,7 +173,8 @@ pub(crate) fn notification_json(alliance: &str, n: &yilian_app::ports::Notificat
         "alliance": alliance,
         "at": format_time(n.at.0),
         "kind": n.kind,
-        "exam_id": n.exam_id.as_str(),
+        // Lab critical-value notifications name a case, exam notifications an exam.
+        (if n.kind.starts_with("lab.") { "case_id" } else { "exam_id" }): n.exam_id.as_str(),
         "pool_id": n.pool.as_str(),
         "priority": n.priority.as_str(),
         "due_at": format_time(n.due_at.0),

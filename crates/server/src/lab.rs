@@ -260,7 +260,7 @@ fn result_json(seq: usize, r: &LabResult, mapped: bool) -> Value {
     })
 }
 
-fn panel_json(st: &AppState, v: &LabPanelView) -> Value {
+pub(crate) fn panel_json(st: &AppState, v: &LabPanelView) -> Value {
     let r = &v.record;
     let p = &r.panel;
     json!({
@@ -299,6 +299,15 @@ fn panel_json(st: &AppState, v: &LabPanelView) -> Value {
         "received_at": format_time(r.received_at.0),
         "status": p.status.as_str(),
         "state": r.state.as_str(),
+        "published": r.state.is_published(),
+        "review": {
+            "pool_id": r.review_pool.as_ref().map(|p| p.as_str()),
+            "decision": r.decision,
+            "auto_release_rule": r.release_rule,
+            "released_at": r.released_at.map(|t| format_time(t.0)),
+            "released_by": r.released_by.as_ref().map(|u| u.as_str()),
+        },
+        "critical_count": r.critical_count,
         "supersedes": r.supersedes.as_ref().map(|s| s.as_str()),
         "superseded_by": r.superseded_by.as_ref().map(|s| s.as_str()),
         "current": r.superseded_by.is_none(),

@@ -10,6 +10,7 @@ mod ecg;
 mod error;
 mod fhir;
 mod lab;
+mod lab_review;
 mod metrics;
 pub mod mllp;
 pub mod openapi;
@@ -153,6 +154,13 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/v1/exams/{id}/ecg", get(ecg::view))
         .route("/api/v1/exams/{id}/ecg/rendered", get(ecg::rendered))
         .route("/api/v1/lab/panels/{id}", get(lab::panel))
+        .route("/api/v1/lab/panels/{id}/sign", post(lab_review::sign))
+        .route("/api/v1/lab/panels/{id}/signoff", get(lab_review::signoff))
+        .route("/api/v1/lab/review", get(lab_review::queue))
+        .route("/api/v1/lab/review/{id}", get(lab_review::review_panel))
+        .route("/api/v1/lab/critical", get(lab_review::register))
+        .route("/api/v1/lab/critical/{id}", get(lab_review::case))
+        .route("/api/v1/lab/critical/{id}/ack", post(lab_review::ack))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     // Lab messages: the handlers read the body themselves up to `lab.max_message_bytes` (413 past it).
     let lab_in = Router::new()
@@ -230,6 +238,9 @@ pub fn spawn_background(hub: Hub) -> tokio::task::JoinHandle<()> {
             }
             if let Err(e) = hub.offer_waiting().await {
                 tracing::warn!(error = %e, "offer sweep failed");
+            }
+            if let Err(e) = hub.escalate_critical_cases().await {
+                tracing::warn!(error = %e, "critical-value escalation sweep failed");
             }
             if let Err(e) = deliver_webhooks(&hub).await {
                 tracing::warn!(error = %e, "webhook delivery failed");

@@ -93,6 +93,14 @@ async fn serve_mllp(hub: Hub, listener: TcpListener, stopped: watch::Receiver<bo
                         continue;
                     }
                 };
+                let max = hub.config.lab.max_connections;
+                if connections.len() >= max {
+                    // A misbehaving LIS (or anyone) opening connections without end gets closed
+                    // connections; the senders already connected keep working.
+                    tracing::warn!(%peer, max, "MLLP connection refused: lab.max_connections open");
+                    drop(socket);
+                    continue;
+                }
                 let span = tracing::info_span!("mllp", %peer);
                 connections.spawn(
                     connection(hub.clone(), socket, peer, stopped.clone()).instrument(span),

@@ -296,7 +296,7 @@ fn exam_row(r: &AnyRow) -> Result<ExamRecord, PortError> {
 const NOTIFICATION_COLS: &str = "notification_id, at, kind, exam_id, pool_id, priority, due_at, message, webhook_state, webhook_attempts";
 
 /// The notification and its recipients, on the caller's connection (inside its transaction).
-async fn insert_notification(
+pub(crate) async fn insert_notification(
     conn: &mut sqlx::AnyConnection,
     n: &Notification,
 ) -> Result<(), PortError> {
@@ -330,7 +330,7 @@ async fn insert_notification(
     Ok(())
 }
 
-fn notification_row(r: &AnyRow) -> Result<Notification, PortError> {
+pub(crate) fn notification_row(r: &AnyRow) -> Result<Notification, PortError> {
     let priority: String = get(r, "priority")?;
     Ok(Notification {
         notification_id: get(r, "notification_id")?,
@@ -896,19 +896,26 @@ impl Catalog for SqlCatalog {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Notification>, PortError> {
-        if pools.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = (0..pools.len())
-            .map(|i| format!("${}", i + 4))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let text = sql!(
-            "SELECT {NOTIFICATION_COLS} FROM notifications n WHERE notification_id > $1 AND pool_id IN ({list}) \
-             AND (addressed = 0 OR EXISTS (SELECT 1 FROM notification_recipients r \
-             WHERE r.notification_id = n.notification_id AND r.username = $3)) \
-             ORDER BY notification_id LIMIT $2"
-        );
+        // The caller's pools' notifications for the whole pool, and every notification addressed to
+        // the caller (of any pool: a critical lab value is addressed to the ordering site's people).
+        let addressed = "EXISTS (SELECT 1 FROM notification_recipients r \
+             WHERE r.notification_id = n.notification_id AND r.username = $3)";
+        let text = if pools.is_empty() {
+            sql!(
+                "SELECT {NOTIFICATION_COLS} FROM notifications n WHERE notification_id > $1 AND {addressed} \
+                 ORDER BY notification_id LIMIT $2"
+            )
+        } else {
+            let list = (0..pools.len())
+                .map(|i| format!("${}", i + 4))
+                .collect::<Vec<_>>()
+                .join(", ");
+            sql!(
+                "SELECT {NOTIFICATION_COLS} FROM notifications n WHERE notification_id > $1 \
+                 AND ((pool_id IN ({list}) AND addressed = 0) OR {addressed}) \
+                 ORDER BY notification_id LIMIT $2"
+            )
+        };
         let mut q = sqlx::query(text)
             .bind(after.unwrap_or(""))
             .bind(limit)
@@ -1618,6 +1625,79 @@ impl Catalog for SqlCatalog {
         patients: &[PatientKey],
     ) -> Result<Vec<LabIdentityRow>, PortError> {
         self.lab_identities(patients).await
+    }
+
+    async fn lab_review_queue(
+        &self,
+        pool: &PoolId,
+        limit: i64,
+    ) -> Result<Vec<yilian_app::ports::LabPanelRecord>, PortError> {
+        self.lab_review_queue_of(pool, limit).await
+    }
+
+    async fn release_lab_panel(
+        &self,
+        signoff: &yilian_app::ports::LabSignoff,
+        audit: &AuditEvent,
+    ) -> Result<bool, PortError> {
+        self.release_panel(signoff, audit).await
+    }
+
+    async fn lab_signoff(
+        &self,
+        panel: &yilian_domain::LabPanelId,
+    ) -> Result<Option<yilian_app::ports::LabSignoff>, PortError> {
+        self.signoff_of(panel).await
+    }
+
+    async fn critical_cases(
+        &self,
+        filter: &yilian_app::ports::CriticalFilter,
+    ) -> Result<Vec<yilian_app::ports::CriticalCaseRecord>, PortError> {
+        self.cases(filter).await
+    }
+
+    async fn critical_case(
+        &self,
+        case_id: &str,
+    ) -> Result<Option<yilian_app::ports::CriticalCaseRecord>, PortError> {
+        self.case_by_id(case_id).await
+    }
+
+    async fn critical_cases_of_panel(
+        &self,
+        panel: &yilian_domain::LabPanelId,
+    ) -> Result<Vec<yilian_app::ports::CriticalCaseRecord>, PortError> {
+        self.cases_of_panel(panel).await
+    }
+
+    async fn acknowledge_critical(
+        &self,
+        case_id: &str,
+        ack: &yilian_app::ports::CriticalAck,
+        audit: &AuditEvent,
+    ) -> Result<bool, PortError> {
+        self.acknowledge_case(case_id, ack, audit).await
+    }
+
+    async fn critical_cases_due(
+        &self,
+        now: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<yilian_app::ports::CriticalCaseRecord>, PortError> {
+        self.cases_due(now, limit).await
+    }
+
+    async fn escalate_critical(
+        &self,
+        case_id: &str,
+        escalations: i64,
+        now: UnixMillis,
+        next: Option<UnixMillis>,
+        notification: &Notification,
+    ) -> Result<bool, PortError> {
+        self.escalate_case(case_id, escalations, now, next, notification)
+            .await
     }
 
     async fn publish_key(&self, k: &PublicKeyRecord) -> Result<(), PortError> {

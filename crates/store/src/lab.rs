@@ -13,7 +13,7 @@ use yilian_domain::lab::{
     LabSource, LabTime, LabValue, PanelStatus, PatientIdentifier, Practitioner, Quantity,
     ReferenceRange, ResultStatus, Sex,
 };
-use yilian_domain::{LabPanelId, LocalPatientId, PatientKey, SiteId, UnixMillis, Username};
+use yilian_domain::{LabPanelId, LocalPatientId, PatientKey, PoolId, SiteId, UnixMillis, Username};
 
 use crate::catalog::{SqlCatalog, corrupt, db, get, insert_audit, uid};
 
@@ -29,7 +29,8 @@ const PANEL_COLS: &str = "panel_id, message_id, seq, source, version, site_id, s
                           ordering_provider, patient_key, issuer, patient_id, patient_name, birth_date, sex, placer_order, \
                           filler_order, service_code, service_display, service_system, service_loinc, specimen_code, \
                           specimen_display, specimen_system, collected_at, specimen_received_at, reported_at, collected_text, \
-                          specimen_received_text, reported_text, received_at, status, state, supersedes, superseded_by, notes";
+                          specimen_received_text, reported_text, received_at, status, state, supersedes, superseded_by, notes, \
+                          review_pool, decision, release_rule, released_at, released_by, critical_count";
 
 /// The panel columns qualified with `p.`, plus what a record takes from its message.
 pub(crate) fn panel_select() -> String {
@@ -256,6 +257,9 @@ impl SqlCatalog {
                 let mapped = p.loinc_mapped.get(j).copied().unwrap_or(false);
                 insert_result(&mut tx, m, &p.panel_id, j, r, mapped).await?;
             }
+            for case in &p.critical {
+                crate::lab_review::insert_case(&mut tx, m, p, case).await?;
+            }
             if let Some(audit) = m.audit.get(i) {
                 let mut audit = audit.clone();
                 if let Some(prev) = &supersedes {
@@ -418,7 +422,7 @@ async fn insert_panel(
         .as_ref()
         .map(|pr| json_text(serde_json::json!({ "id": pr.id, "name": pr.name })));
     let specimen = panel.specimen.as_ref();
-    let placeholders = (1..=37)
+    let placeholders = (1..=43)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ");
@@ -458,10 +462,21 @@ async fn insert_panel(
     .bind(text(&panel.reported_at))
     .bind(m.received_at.0)
     .bind(panel.status.as_str())
-    .bind(LabPanelState::Received.as_str())
+    .bind(p.review.state.as_str())
     .bind(supersedes.map(|s| s.as_str().to_string()))
     .bind(None::<String>)
     .bind(json_text(serde_json::json!(notes)))
+    .bind(
+        p.review
+            .review_pool
+            .as_ref()
+            .map(|x| x.as_str().to_string()),
+    )
+    .bind(&p.review.decision)
+    .bind(&p.review.release_rule)
+    .bind((p.review.state == LabPanelState::AutoReleased).then_some(m.received_at.0))
+    .bind(None::<String>)
+    .bind(i64::try_from(p.critical.len()).unwrap_or(i64::MAX))
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -645,6 +660,16 @@ fn panel_record(row: &AnyRow) -> Result<LabPanelRecord, PortError> {
         received_at: UnixMillis(get(row, "received_at")?),
         received_by: uid(row, "m_received_by", Username::new)?,
         state,
+        review_pool: get::<Option<String>>(row, "review_pool")?
+            .map(|p| PoolId::new(p).map_err(|e| corrupt("lab_panels.review_pool", e)))
+            .transpose()?,
+        decision: get(row, "decision")?,
+        release_rule: get(row, "release_rule")?,
+        released_at: get::<Option<i64>>(row, "released_at")?.map(UnixMillis),
+        released_by: get::<Option<String>>(row, "released_by")?
+            .map(|u| Username::new(u).map_err(|e| corrupt("lab_panels.released_by", e)))
+            .transpose()?,
+        critical_count: get(row, "critical_count")?,
         supersedes: panel_id_of(row, "supersedes")?,
         superseded_by: panel_id_of(row, "superseded_by")?,
         raw_blob_key: get(row, "m_blob_key")?,

@@ -629,86 +629,24 @@ fn unknown_content_is_refused() {
 // ---------------------------------------------------------------------------------------------
 // Fuzzing: deterministic mutations of valid files; every outcome must be Ok or a refusal.
 
-struct Rng(u64);
+use crate::mutate::{Mutator, Rng};
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn mutate(rng: &mut Rng, seed: &[u8], text: bool) -> Vec<u8> {
-    let mut b = seed.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        let len = b.len();
-        match rng.below(7) {
-            0 => {
-                let i = rng.below(len);
-                if let Some(x) = b.get_mut(i) {
-                    *x ^= 1 << rng.below(8);
-                }
-            }
-            1 => b.truncate(rng.below(len)),
-            2 => {
-                let at = rng.below(len + 1);
-                let n = 1 + rng.below(16);
-                let ins: Vec<u8> = (0..n)
-                    .map(|_| {
-                        if text {
-                            b"<>/\"= 0123456789-e.&;"[rng.below(21)]
-                        } else {
-                            rng.next() as u8
-                        }
-                    })
-                    .collect();
-                b.splice(at..at, ins);
-            }
-            3 => {
-                // Splice: copy a chunk from elsewhere over this position.
-                let from = rng.below(len);
-                let to = rng.below(len);
-                let n = (1 + rng.below(64))
-                    .min(len - from.min(len))
-                    .min(len - to.min(len));
-                let chunk: Vec<u8> = b.get(from..from + n).unwrap_or(&[]).to_vec();
-                if let Some(dst) = b.get_mut(to..to + chunk.len()) {
-                    dst.copy_from_slice(&chunk);
-                }
-            }
-            4 => {
-                // Extreme little-endian integers where lengths and counts live.
-                let at = rng.below(len);
-                let v = [0u32, 1, 0xFF, 0xFFFF, 0x7FFF_FFFF, u32::MAX][rng.below(6)];
-                if let Some(dst) = b.get_mut(at..at + 4) {
-                    dst.copy_from_slice(&v.to_le_bytes());
-                }
-            }
-            5 => {
-                let at = rng.below(len);
-                let n = rng.below(32);
-                let end = (at + n).min(len);
-                b.drain(at..end);
-            }
-            _ => {
-                let i = rng.below(len);
-                if let Some(x) = b.get_mut(i) {
-                    *x = if text {
-                        b"0-9 x<>\"".get(rng.below(8)).copied().unwrap_or(b'0')
-                    } else {
-                        rng.next() as u8
-                    };
-                }
-            }
-        }
-    }
-    b
-}
+/// Text formats (aECG XML) get markup and digits; binary ones (DICOM, SCP-ECG) any byte and extreme
+/// integers where lengths live.
+const TEXT: Mutator = Mutator {
+    alphabet: b"<>/\"= 0123456789-e.&;",
+    max_insert: 16,
+    max_splice: 64,
+    max_drain: 32,
+    le_ints: false,
+};
+const BINARY: Mutator = Mutator {
+    alphabet: b"",
+    max_insert: 16,
+    max_splice: 64,
+    max_drain: 32,
+    le_ints: true,
+};
 
 fn fuzz(
     name: &str,
@@ -722,7 +660,7 @@ fn fuzz(
     let (mut ok, mut refused) = (0, 0);
     for i in 0..iterations {
         let seed = &seeds[i % seeds.len()];
-        let mut input = mutate(&mut rng, seed, text);
+        let mut input = if text { &TEXT } else { &BINARY }.mutate(&mut rng, seed);
         if fix && i % 2 == 0 {
             fix_crcs(&mut input);
         }

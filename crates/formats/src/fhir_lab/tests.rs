@@ -577,19 +577,7 @@ fn member_loops_are_refused() {
 // Fuzzing: byte mutations (mostly JSON errors) and structural mutations (well-formed JSON with
 // nodes replaced, removed or moved); every outcome is Ok or a typed refusal.
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use crate::mutate::{Mutator, Rng};
 
 fn seeds() -> Vec<Value> {
     vec![
@@ -664,31 +652,17 @@ fn mutate_structure(rng: &mut Rng, seed: &Value) -> Value {
     v
 }
 
+/// Byte mutations with JSON's punctuation: mostly documents serde_json refuses.
+const JSON: Mutator = Mutator {
+    alphabet: b"{}[]\",:0-e.tn\\",
+    max_insert: 4,
+    max_splice: 32,
+    max_drain: 16,
+    le_ints: false,
+};
+
 fn mutate_bytes(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
-    let mut b = seed.to_vec();
-    for _ in 0..1 + rng.below(3) {
-        let len = b.len();
-        let i = rng.below(len);
-        match rng.below(4) {
-            0 => {
-                if let Some(x) = b.get_mut(i) {
-                    *x ^= 1 << rng.below(8);
-                }
-            }
-            1 => b.truncate(i),
-            2 => {
-                let end = (i + rng.below(16)).min(len);
-                b.drain(i..end);
-            }
-            _ => {
-                if let Some(x) = b.get_mut(i) {
-                    const JSON: &[u8] = b"{}[]\",:0-e.tn\\";
-                    *x = JSON[rng.below(JSON.len())];
-                }
-            }
-        }
-    }
-    b
+    JSON.mutate(rng, seed)
 }
 
 fn check(i: usize, input: &[u8], ok: &mut usize, refused: &mut usize) {

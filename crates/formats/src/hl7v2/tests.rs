@@ -1239,70 +1239,22 @@ fn an_oversized_frame_can_still_be_answered() {
 // ---------------------------------------------------------------------------------------------
 // Fuzzing: deterministic mutations of valid messages; every outcome must be Ok or a typed refusal.
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use crate::mutate::{Mutator, Rng};
 
 /// Bytes that matter to the parser: delimiters, segment and frame bytes, digits, signs, UTF-8 and GB
 /// lead bytes.
 const INTERESTING: &[u8] = b"|^~\\&#\r\n0123456789.+-<>=FSTREXH\"\x0b\x1c\xe4\xb8\xff\x81";
 
+const HL7: Mutator = Mutator {
+    alphabet: INTERESTING,
+    max_insert: 8,
+    max_splice: 80,
+    max_drain: 24,
+    le_ints: false,
+};
+
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
-    let mut b = seed.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        let len = b.len();
-        match rng.below(6) {
-            0 => {
-                let i = rng.below(len);
-                if let Some(x) = b.get_mut(i) {
-                    *x ^= 1 << rng.below(8);
-                }
-            }
-            1 => b.truncate(rng.below(len)),
-            2 => {
-                let at = rng.below(len + 1);
-                let n = 1 + rng.below(8);
-                let ins: Vec<u8> = (0..n)
-                    .map(|_| INTERESTING[rng.below(INTERESTING.len())])
-                    .collect();
-                b.splice(at..at, ins);
-            }
-            3 => {
-                // Splice: copy a chunk (a segment, a field) from elsewhere over this position.
-                let from = rng.below(len);
-                let to = rng.below(len);
-                let n = (1 + rng.below(80))
-                    .min(len - from.min(len))
-                    .min(len - to.min(len));
-                let chunk: Vec<u8> = b.get(from..from + n).unwrap_or(&[]).to_vec();
-                if let Some(dst) = b.get_mut(to..to + chunk.len()) {
-                    dst.copy_from_slice(&chunk);
-                }
-            }
-            4 => {
-                let at = rng.below(len);
-                let end = (at + rng.below(24)).min(len);
-                b.drain(at..end);
-            }
-            _ => {
-                let i = rng.below(len);
-                if let Some(x) = b.get_mut(i) {
-                    *x = INTERESTING[rng.below(INTERESTING.len())];
-                }
-            }
-        }
-    }
-    b
+    HL7.mutate(rng, seed)
 }
 
 fn seeds() -> Vec<Vec<u8>> {
