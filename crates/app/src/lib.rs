@@ -9,6 +9,7 @@ pub mod error;
 pub mod hub;
 pub mod ingest;
 pub mod lab;
+pub mod lab_fhir;
 pub mod lab_review;
 pub mod metrics;
 pub mod notify;

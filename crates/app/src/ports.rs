@@ -673,6 +673,51 @@ pub struct LabOrderRef {
     pub service_code: String,
 }
 
+/// Which published lab panels a FHIR search wants (`lab_fhir`). Criteria combine with AND; an empty
+/// list or `None` does not restrict. Only released or auto-released panels are ever returned.
+#[derive(Clone, Debug, Default)]
+pub struct PublishedLabQuery {
+    /// Any of these patients.
+    pub patient_keys: Vec<PatientKey>,
+    /// Any of these panels.
+    pub panel_ids: Vec<LabPanelId>,
+    /// The filler or placer order number.
+    pub order_number: Option<String>,
+    /// The service code or its LOINC is one of these.
+    pub service_codes: Vec<String>,
+    /// The panel has a result whose code or LOINC is one of these.
+    pub result_codes: Vec<String>,
+    /// Specimen collected at or after.
+    pub collected_from: Option<UnixMillis>,
+    /// Specimen collected before.
+    pub collected_before: Option<UnixMillis>,
+    /// At most this many panels, newest received first.
+    pub limit: i64,
+}
+
+/// A published panel with what decides how it is shown: the reports of its order after it, and the
+/// status of the one it replaced.
+#[derive(Clone, Debug)]
+pub struct PublishedLabPanel {
+    pub record: LabPanelRecord,
+    /// The hub states of the later reports of its order (its `superseded_by` chain), oldest first.
+    pub newer: Vec<LabPanelState>,
+    /// The status of the report it superseded, if any.
+    pub replaced_status: Option<yilian_domain::lab::PanelStatus>,
+}
+
+/// How a published panel named its patient (for the FHIR Patient).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabIdentityRow {
+    pub patient_key: PatientKey,
+    pub issuer: String,
+    pub patient_id: String,
+    pub name: Option<String>,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+    pub received_at: UnixMillis,
+}
+
 /// An audit record: who did what to which resource, and whether it was allowed.
 #[derive(Clone, Debug)]
 pub struct AuditEvent {
@@ -982,6 +1027,26 @@ pub trait Catalog: Send + Sync {
         patient: &PatientKey,
         limit: i64,
     ) -> Result<Vec<LabPanelRecord>, PortError>;
+    /// Published (released or auto-released) panels matching the query, with their results, newest
+    /// received first.
+    async fn published_lab_panels(
+        &self,
+        query: &PublishedLabQuery,
+    ) -> Result<Vec<PublishedLabPanel>, PortError>;
+    /// The patients with a published panel filed under this identifier (any of `issuers`; empty:
+    /// any issuer).
+    async fn lab_patient_keys(
+        &self,
+        issuers: &[String],
+        patient_id: &str,
+    ) -> Result<Vec<PatientKey>, PortError>;
+    /// The patients with a published panel whose key starts with `prefix`.
+    async fn lab_patient_keys_by_prefix(&self, prefix: &str) -> Result<Vec<PatientKey>, PortError>;
+    /// How the published panels of these patients named them, newest received first.
+    async fn published_lab_identities(
+        &self,
+        patients: &[PatientKey],
+    ) -> Result<Vec<LabIdentityRow>, PortError>;
     /// Panels a pool reviews that await sign-off and that nothing supersedes: those with critical
     /// values first, then oldest first; at most `limit`.
     async fn lab_review_queue(

@@ -29,6 +29,13 @@ pub struct ResultView {
     pub recognition: RecognitionDecision,
 }
 
+/// What a look-up found: signed imaging/ECG reports and published lab reports.
+#[derive(Clone, Debug, Default)]
+pub struct Lookup {
+    pub results: Vec<ResultView>,
+    pub lab: Vec<crate::lab_fhir::LabResultView>,
+}
+
 /// What an uploader watches of a study: its state, its exam and the report once signed.
 #[derive(Clone, Debug)]
 pub struct StudyStatus {
@@ -203,7 +210,8 @@ impl Hub {
         Ok(bytes)
     }
 
-    /// A patient's published results across the alliance with their recognition status. The patient is
+    /// A patient's published results across the alliance with their recognition status: signed
+    /// imaging and ECG reports, and published lab reports (the newest of each order). The patient is
     /// found by a resident ID (any issuer) or by a site-local ID with its issuer. `purpose` is recorded.
     pub async fn lookup_results(
         &self,
@@ -211,7 +219,7 @@ impl Hub {
         issuer: &str,
         patient_id: &str,
         purpose: &str,
-    ) -> Result<Vec<ResultView>, AppError> {
+    ) -> Result<Lookup, AppError> {
         require(who, Action::LookupResults)?;
         if patient_id.trim().is_empty() {
             return Err(AppError::Invalid("patient_id is required".into()));
@@ -229,7 +237,9 @@ impl Hub {
             }
         };
         let mut out = Vec::new();
+        let mut lab = Vec::new();
         if let Some(key) = &key {
+            lab = self.published_lab_views(key).await?;
             let keys = self.catalog.public_keys().await?;
             let now = self.now();
             for (exam, report) in self.catalog.results_of_patient(key).await? {
@@ -269,11 +279,15 @@ impl Hub {
             &yilian_domain::mask_identifier(&local.id),
             key.as_ref(),
             "ok",
-            format!("purpose={purpose}; {} results", out.len()),
+            format!(
+                "purpose={purpose}; {} results, {} lab reports",
+                out.len(),
+                lab.len()
+            ),
         )
         .await?;
         self.counters.record_lookup();
-        Ok(out)
+        Ok(Lookup { results: out, lab })
     }
 
     /// A final report the caller may see: clinicians and readers any published report, a tech their

@@ -1186,6 +1186,22 @@ impl Config {
                     "must be positive",
                 ));
             }
+            if !it.analytes.is_empty()
+                && !it
+                    .modality
+                    .eq_ignore_ascii_case(yilian_policy::recognition::LAB_ITEM)
+            {
+                return Err(invalid(
+                    format!("recognition.items[{i}].analytes"),
+                    "only the LAB item lists analytes",
+                ));
+            }
+            if it.analytes.iter().any(|a| a.trim().is_empty()) {
+                return Err(invalid(
+                    format!("recognition.items[{i}].analytes"),
+                    "an analyte code is empty",
+                ));
+            }
         }
         Ok(())
     }
@@ -1694,6 +1710,44 @@ mod tests {
     }
 
     #[test]
+    fn lab_recognition_windows_are_checked() {
+        let c = demo();
+        assert!(
+            c.recognition
+                .items
+                .iter()
+                .any(|i| i.modality == "LAB" && i.analytes.contains(&"2823-3".to_string()))
+        );
+        let mut c = demo();
+        let ct = c
+            .recognition
+            .items
+            .iter()
+            .position(|i| i.modality == "CT")
+            .unwrap();
+        c.recognition.items[ct].analytes = vec!["777-3".into()];
+        let e = c.validate().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("recognition.items[{ct}].analytes: only the LAB item lists analytes")
+        );
+        let lab = c
+            .recognition
+            .items
+            .iter()
+            .position(|i| i.modality == "LAB")
+            .unwrap();
+        c.recognition.items[ct].analytes.clear();
+        c.recognition.items[lab].analytes = vec![" ".into()];
+        let e = c.validate().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("recognition.items[{lab}].analytes: an analyte code is empty")
+        );
+    }
+
+    #[test]
+
     fn lab_review_critical_qc_and_release_settings_are_checked() {
         let c = demo();
         assert_eq!(c.lab.critical_ack_minutes, 15);

@@ -673,6 +673,10 @@ pub enum LabPanelState {
 }
 
 impl LabPanelState {
+    /// The states in which a panel is published, as the catalog spells them.
+    pub const PUBLISHED: [LabPanelState; 2] =
+        [LabPanelState::Released, LabPanelState::AutoReleased];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LabPanelState::Received => "received",

@@ -1,4 +1,5 @@
-//! FHIR R4 lab input → `LabPanel`s: a Bundle (`transaction`, `batch` or `collection`) holding
+//! FHIR R4 lab input → `LabPanel`s (and, in `out` and `search`, the read API's resources and search
+//! parameters): a Bundle (`transaction`, `batch` or `collection`) holding
 //! DiagnosticReports with their Observations (+ Patient, Specimen, Organization, ServiceRequest), or a
 //! bare DiagnosticReport with contained resources. One panel per DiagnosticReport.
 //!
@@ -870,6 +871,9 @@ pub(crate) fn parse_time(s: &str) -> Option<LabTime> {
     };
     Some(LabTime::new(local, offset))
 }
+
+pub mod out;
+pub mod search;
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! Yilian's policy: pure decisions with explanations. `route` puts an exam on a pool's worklist;
-//! `recognise` says whether a published result is mutually recognised (互认); `ecg_alerts` says what in
+//! `recognise` says whether a published result is mutually recognised (互认), `recognise_lab` the same for a lab panel and each of its results; `ecg_alerts` says what in
 //! an ECG makes it urgent; `escalate` decides when an overdue exam goes up a tier; `duty` says who is on duty and who is offered an exam; `lab` finds critical values, checks EQA and decides whether a panel needs review. It only plans; `yilian-app`
 //! carries decisions out. No I/O, no clock: time is an argument.
 
@@ -15,7 +15,8 @@ pub use duty::{
 };
 pub use ecg::{EcgAlertFacts, EcgAlertRules, ecg_alerts};
 pub use recognition::{
-    RecognitionDecision, RecognitionFacts, RecognitionRule, RecognitionRules, recognise,
+    LabRecognition, LabRecognitionFacts, LabResultRecognition, NewerReport, RecognitionDecision,
+    RecognitionFacts, RecognitionRule, RecognitionRules, recognise, recognise_lab,
 };
 pub use routing::{
     DEFAULT_UTC_OFFSET_MINUTES, Escalation, EscalationFacts, RouteDecision, RouteError,

@@ -10,6 +10,7 @@ use yilian_app::duty::Duty;
 use yilian_app::ports::{ExamRecord, ReportRecord};
 use yilian_app::reading::ReportInput;
 use yilian_app::routing::RouteOutcome;
+use yilian_domain::lab::LabValue;
 use yilian_domain::{ExamId, ReportId, StudyInstanceUid, mask_identifier, mask_name};
 use yilian_signing::format_time;
 
@@ -425,7 +426,8 @@ pub async fn results(
         .hub
         .lookup_results(&who, &q.issuer, &q.patient_id, purpose)
         .await?;
-    let items: Vec<Value> = views
+    let mut items: Vec<Value> = views
+        .results
         .iter()
         .map(|v| {
             let r = &v.recognition;
@@ -465,7 +467,77 @@ pub async fn results(
             })
         })
         .collect();
+    items.extend(views.lab.iter().map(lab_result_json));
     Ok(Json(json!({ "items": items })))
+}
+
+fn recognition_json(r: &yilian_policy::RecognitionDecision) -> Value {
+    json!({
+        "recognised": r.recognised,
+        "mark": r.mark,
+        "scope": r.scope,
+        "valid_until": r.valid_until.map(|t| format_time(t.0)),
+        "reasons": r.reasons,
+    })
+}
+
+/// A published lab report in the look-up: its results as values, each with its recognition (the full
+/// resources are in the FHIR API, linked).
+fn lab_result_json(v: &yilian_app::lab_fhir::LabResultView) -> Value {
+    let r = &v.record;
+    let p = &r.panel;
+    let results: Vec<Value> = p
+        .results
+        .iter()
+        .zip(&v.recognition.results)
+        .enumerate()
+        .map(|(i, (res, rec))| {
+            let (value, unit) = match &res.value {
+                LabValue::Numeric(q) => (
+                    Some(format!(
+                        "{}{}",
+                        q.comparator.map(|c| c.as_str()).unwrap_or(""),
+                        q.decimal
+                    )),
+                    q.unit_code().map(str::to_string),
+                ),
+                LabValue::Coded(c) => (Some(c.label().to_string()), None),
+                LabValue::Text(t) => (Some(t.clone()), None),
+                LabValue::Absent => (None, None),
+            };
+            json!({
+                "code": res.code.code,
+                "display": res.code.display,
+                "loinc": res.loinc,
+                "value": value,
+                "unit": unit,
+                "reference_range": res.reference_range.as_ref().and_then(|rr| rr.text.clone()),
+                "flags": res.abnormal_flags.iter().map(|f| f.code()).collect::<Vec<_>>(),
+                "status": res.status.as_str(),
+                "recognition": recognition_json(&rec.decision),
+                "fhir": format!("/fhir/r4/Observation/{}-{}", r.panel_id, i + 1),
+            })
+        })
+        .collect();
+    json!({
+        "kind": "lab",
+        "panel_id": r.panel_id.as_str(),
+        "service": { "code": p.service.code, "display": p.service.display, "loinc": r.service_loinc },
+        "status": p.status.as_str(),
+        "state": r.state.as_str(),
+        "performing_lab": p.performing_lab,
+        "site_name": v.site_name,
+        "collected_at": p.collected_at.map(|t| t.to_fhir()),
+        "reported_at": p.reported_at.map(|t| t.to_fhir()),
+        "patient": {
+            "issuer": r.patient.issuer,
+            "patient_id_masked": mask_identifier(&r.patient.id),
+            "name_masked": p.patient.name.as_deref().map(mask_name),
+        },
+        "results": results,
+        "recognition": recognition_json(&v.recognition.report),
+        "links": { "fhir": format!("/fhir/r4/DiagnosticReport/{}", r.panel_id) },
+    })
 }
 
 pub async fn report(

@@ -1,6 +1,6 @@
-//! Yilian server: the HTTP front end (DICOMweb, the REST API, health), the DIMSE listener (`dimse`),
-//! authentication of callers, and the background jobs. Handlers translate HTTP and DIMSE to
-//! `yilian-app` use cases and back; no SQL here.
+//! Yilian server: the HTTP front end (DICOMweb, the REST API, the FHIR R4 lab read API, health), the
+//! DIMSE listener (`dimse`), authentication of callers, and the background jobs. Handlers translate
+//! HTTP and DIMSE to `yilian-app` use cases and back; no SQL here.
 
 mod api;
 mod auth;
@@ -8,6 +8,7 @@ mod dicomweb;
 pub mod dimse;
 mod ecg;
 mod error;
+mod fhir;
 mod lab;
 mod lab_review;
 mod metrics;
@@ -181,6 +182,11 @@ pub fn router(hub: Hub) -> Router {
         .merge(api)
         .merge(ecg_upload)
         .merge(lab_in)
+        // FHIR R4 read API for lab results; its own fallback answers OperationOutcomes.
+        .nest(
+            "/fhir/r4",
+            fhir::routes().layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
+        )
         .fallback(api::not_found)
         // A bug must not take the connection down silently: a panic becomes a 500 with no detail.
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send + 'static>| {

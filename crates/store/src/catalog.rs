@@ -1601,6 +1601,32 @@ impl Catalog for SqlCatalog {
         self.lab_panels_by_patient(patient, limit).await
     }
 
+    async fn published_lab_panels(
+        &self,
+        query: &yilian_app::ports::PublishedLabQuery,
+    ) -> Result<Vec<yilian_app::ports::PublishedLabPanel>, PortError> {
+        self.published_panels(query).await
+    }
+
+    async fn lab_patient_keys(
+        &self,
+        issuers: &[String],
+        patient_id: &str,
+    ) -> Result<Vec<PatientKey>, PortError> {
+        self.lab_keys_by_identifier(issuers, patient_id).await
+    }
+
+    async fn lab_patient_keys_by_prefix(&self, prefix: &str) -> Result<Vec<PatientKey>, PortError> {
+        self.lab_keys_by_prefix(prefix).await
+    }
+
+    async fn published_lab_identities(
+        &self,
+        patients: &[PatientKey],
+    ) -> Result<Vec<LabIdentityRow>, PortError> {
+        self.lab_identities(patients).await
+    }
+
     async fn lab_review_queue(
         &self,
         pool: &PoolId,

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod blobs;
 pub mod catalog;
 mod lab;
+mod lab_fhir;
 mod lab_review;
 pub mod search;
 pub mod vault;
