@@ -83,5 +83,4 @@ acts!(
     LookupResults,
     AckCritical,
     ViewStudy,
-    SendLab
 );
