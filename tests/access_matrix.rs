@@ -3,7 +3,8 @@
 //! demo alliance. Without a valid token everything but health and the API description is 401. Each
 //! role gets past authorisation exactly where the table below says it may (any answer but 401/403);
 //! everywhere else it is refused with 403 (or 404 where a resource outside one's scope looks absent),
-//! before its body or query is even read. No call ends in a 5xx.
+//! before its body or query is even read. No call ends in a 5xx, and every answer carries the
+//! security headers (nosniff, no framing, no referrer, a cache policy).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -131,7 +132,25 @@ async fn call(t: &TestHub, method: &str, path: &str, token: Option<&str>) -> Sta
     if method != Method::GET {
         req = req.header("content-type", "application/json").body("{}");
     }
-    req.send().await.expect("request").status()
+    let resp = req.send().await.expect("request");
+    // Every answer, allowed or refused, carries the security headers.
+    let h = resp.headers();
+    for (name, want) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(
+            h.get(name).and_then(|v| v.to_str().ok()),
+            Some(want),
+            "{method} {path}: {name}"
+        );
+    }
+    assert!(
+        h.contains_key("cache-control"),
+        "{method} {path}: cache-control"
+    );
+    resp.status()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
