@@ -1030,3 +1030,56 @@ async fn connections_past_the_limit_are_closed_and_the_others_keep_working() {
     );
     t.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hl7_and_fhir_of_one_patient_reach_one_patient() {
+    for backend in backends() {
+        let t = TestHub::start(&backend, None, |_| {}).await;
+        let liu = t.token("liu.lab").await;
+        // HL7 v2: PID-3 CX.4 is the county hospital's issuer as its HIS spells it.
+        let (status, _, _) = post_hl7(
+            &t,
+            &liu,
+            oru_r01_cbc("XR0900", "XRMYY", "CL-ONE-1", "2.5.1").as_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        // FHIR: the same ID under the hub's URN for that issuer, then under the site's own OID.
+        for (control, system) in [
+            ("CL-ONE-2", "urn:yilian:issuer:XRMYY"),
+            ("CL-ONE-3", "urn:oid:2.16.156.10011.1.1.999.1"),
+        ] {
+            let bundle = fhir_bundle(&LabSpec::new("XR0900", "XRMYY", control, "R4"), &liver())
+                .replace("urn:yilian:issuer:XRMYY", system);
+            let r = t
+                .http
+                .post(t.url("/api/v1/lab/fhir"))
+                .bearer_auth(&liu)
+                .header("content-type", "application/fhir+json")
+                .body(bundle)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED, "{system}");
+        }
+        let panels = panels_of(&t, "XRMYY", "XR0900").await;
+        assert_eq!(panels.len(), 3, "one patient, three panels");
+        assert!(panels.iter().all(|p| p.patient.issuer == "XRMYY"));
+        // An issuer nobody configured stays what it is: another patient.
+        let bundle = fhir_bundle(&LabSpec::new("XR0900", "XRMYY", "CL-ONE-4", "R4"), &liver())
+            .replace("urn:yilian:issuer:XRMYY", "urn:oid:1.2.3");
+        let r = t
+            .http
+            .post(t.url("/api/v1/lab/fhir"))
+            .bearer_auth(&liu)
+            .header("content-type", "application/fhir+json")
+            .body(bundle)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(panels_of(&t, "XRMYY", "XR0900").await.len(), 3);
+        assert_eq!(panels_of(&t, "urn:oid:1.2.3", "XR0900").await.len(), 1);
+        t.finish().await;
+    }
+}

@@ -311,6 +311,16 @@ impl Hub {
         let mut new_panels = Vec::with_capacity(panels.len());
         let mut audit = Vec::with_capacity(panels.len());
         for mut panel in panels {
+            // One patient whatever the format: an identifier system that stands for a site's issuer
+            // (its `patient_id_systems`, `urn:yilian:issuer:<issuer>`) is filed under that issuer.
+            for id in &mut panel.patient.identifiers {
+                if let Some(a) = &id.assigning_authority {
+                    let canonical = self.config.canonical_issuer(a);
+                    if canonical != a {
+                        id.assigning_authority = Some(canonical.to_string());
+                    }
+                }
+            }
             let loinc_mapped = self.map_loinc(&facility, &mut panel);
             let service_loinc = if panel.service.is_loinc() {
                 Some(panel.service.code.clone())

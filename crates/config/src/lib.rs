@@ -709,6 +709,12 @@ pub struct SiteConfig {
     /// Modalities for which the site passed quality control (a precondition of mutual recognition).
     #[serde(default)]
     pub qc_qualified: Vec<String>,
+    /// Other names of `patient_id_issuer` in messages: FHIR `identifier.system` URIs (an OID
+    /// `urn:oid:…`) and HL7 CX.4 spellings under which this site's patient IDs arrive. A lab message
+    /// naming one is filed under `patient_id_issuer`, so HL7 and FHIR reach one patient.
+    /// (`urn:yilian:issuer:<patient_id_issuer>` is always understood.)
+    #[serde(default)]
+    pub patient_id_systems: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -1047,6 +1053,18 @@ impl Config {
                     format!("sites[{i}].id"),
                     format!("site {:?} is defined twice", s.id),
                 ));
+            }
+        }
+        let mut systems = HashSet::new();
+        for (i, s) in self.sites.iter().enumerate() {
+            for sys in &s.patient_id_systems {
+                let sys = sys.trim();
+                if sys.is_empty() || !systems.insert(sys) {
+                    return Err(invalid(
+                        format!("sites[{i}].patient_id_systems"),
+                        format!("{sys:?} is empty or names another site's patient IDs too"),
+                    ));
+                }
             }
         }
         let mut pool_ids = HashSet::new();
@@ -1411,6 +1429,21 @@ impl Config {
             let f = s.facility.trim();
             ids.iter().any(|id| id.trim().eq_ignore_ascii_case(f))
         })
+    }
+
+    /// The issuer a patient identifier's assigning authority stands for: a site's `patient_id_issuer`
+    /// when it names one of its `patient_id_systems` or is `urn:yilian:issuer:<issuer>`, else itself.
+    pub fn canonical_issuer<'a>(&'a self, authority: &'a str) -> &'a str {
+        let a = authority.trim();
+        if let Some(bare) = a.strip_prefix("urn:yilian:issuer:")
+            && let Some(site) = self.sites.iter().find(|s| s.patient_id_issuer == bare)
+        {
+            return &site.patient_id_issuer;
+        }
+        self.sites
+            .iter()
+            .find(|s| s.patient_id_systems.iter().any(|x| x.trim() == a))
+            .map_or(a, |s| s.patient_id_issuer.as_str())
     }
 
     /// The pool that reviews a sender's panels: its own `review_pool`, else `lab.review_pool`.
