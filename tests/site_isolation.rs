@@ -139,6 +139,10 @@ async fn two_sites_never_see_each_others_data() {
         )
         .await;
         for ((path, status, n), (_, absent_status, absent_n)) in theirs.iter().zip(&absent) {
+            assert_eq!(
+                n, absent_n,
+                "{path}: match count differs from a UID that does not exist"
+            );
             assert_eq!(n, &0, "{path}: {status} lists another site's data");
             assert_eq!(
                 status, absent_status,
