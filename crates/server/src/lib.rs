@@ -12,6 +12,7 @@ mod fhir;
 mod lab;
 mod lab_review;
 mod metrics;
+mod recognition;
 pub mod mllp;
 pub mod openapi;
 mod wado;
@@ -145,6 +146,12 @@ pub fn router(hub: Hub) -> Router {
             post(api::complete_study),
         )
         .route("/api/v1/results", get(api::results))
+        .route("/api/v1/results/prior", get(recognition::prior))
+        .route(
+            "/api/v1/results/{kind}/{id}/decision",
+            post(recognition::decide),
+        )
+        .route("/api/v1/admin/recognition", get(recognition::rates))
         .route("/api/v1/reports/{id}", get(api::report))
         .route("/api/v1/reports/{id}/verify", get(api::verify))
         .route("/api/v1/keys", get(api::keys))
