@@ -206,10 +206,19 @@ async fn clinicians_accept_and_decline_results_and_admins_read_the_rates() {
 
         // What cannot be recorded.
         for (body, needle) in [
-            (json!({"decision": "declined", "reason": "bored"}), "unknown reason"),
+            (
+                json!({"decision": "declined", "reason": "bored"}),
+                "unknown reason",
+            ),
             (json!({"decision": "declined"}), "needs a reason"),
-            (json!({"decision": "declined", "reason": "other"}), "needs a text"),
-            (json!({"decision": "accepted", "reason": "too_old"}), "takes no reason"),
+            (
+                json!({"decision": "declined", "reason": "other"}),
+                "needs a text",
+            ),
+            (
+                json!({"decision": "accepted", "reason": "too_old"}),
+                "takes no reason",
+            ),
             (json!({"decision": "maybe"}), "accepted"),
         ] {
             let (s, e) = decide(&t, &zhao, &report_path, body.clone()).await;
@@ -231,7 +240,10 @@ async fn clinicians_accept_and_decline_results_and_admins_read_the_rates() {
         // past the panel's end, an unknown report, an unknown kind.
         for path in [
             format!("/api/v1/results/lab/{trop_id}/decision"),
-            format!("/api/v1/results/report/{}/decision", "01JZZZZZZZZZZZZZZZZZZZZZZZ"),
+            format!(
+                "/api/v1/results/report/{}/decision",
+                "01JZZZZZZZZZZZZZZZZZZZZZZZ"
+            ),
             format!("/api/v1/results/exam/{report_id}/decision"),
         ] {
             let (s, e) = decide(&t, &zhao, &path, json!({"decision": "accepted"})).await;
@@ -283,7 +295,10 @@ async fn clinicians_accept_and_decline_results_and_admins_read_the_rates() {
                 &lab_key
             };
             assert_eq!(e.patient_key.as_ref(), Some(want), "{e:?}");
-            assert!(!e.detail.contains("术前"), "free text stays out of the audit");
+            assert!(
+                !e.detail.contains("术前"),
+                "free text stays out of the audit"
+            );
         }
         assert!(
             decided
@@ -298,7 +313,10 @@ async fn clinicians_accept_and_decline_results_and_admins_read_the_rates() {
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         let admin = t.token("admin").await;
         let r = t
-            .get(&admin, "/api/v1/admin/recognition?from=2026-11-01&to=2027-12-31")
+            .get(
+                &admin,
+                "/api/v1/admin/recognition?from=2026-11-01&to=2027-12-31",
+            )
             .await;
         assert_eq!(r.status(), StatusCode::OK);
         let text = r.text().await.unwrap();
@@ -334,11 +352,17 @@ async fn clinicians_accept_and_decline_results_and_admins_read_the_rates() {
         );
         // A range before any decision is empty; a reversed one is refused.
         let empty: Value = t
-            .get_json(&admin, "/api/v1/admin/recognition?from=2026-01-01&to=2026-11-01")
+            .get_json(
+                &admin,
+                "/api/v1/admin/recognition?from=2026-01-01&to=2026-11-01",
+            )
             .await;
         assert_eq!(empty["groups"], json!([]));
         let r = t
-            .get(&admin, "/api/v1/admin/recognition?from=2027-01-01&to=2026-01-01")
+            .get(
+                &admin,
+                "/api/v1/admin/recognition?from=2027-01-01&to=2026-01-01",
+            )
             .await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
@@ -399,7 +423,10 @@ async fn order_entry_learns_of_a_recognised_prior_until_it_expires() {
             .await;
         assert_eq!(a["recognised_prior"], true, "{a}");
         assert_eq!(a["prior"]["id"], json!(format!("{cbc_id}-4")));
-        assert_eq!(a["prior"]["link"], json!(format!("/fhir/r4/Observation/{cbc_id}-4")));
+        assert_eq!(
+            a["prior"]["link"],
+            json!(format!("/fhir/r4/Observation/{cbc_id}-4"))
+        );
         assert_eq!(a["prior"]["site_id"], "county-people");
 
         // Ten days on: platelets (7-day window) have expired, leukocytes (30 days) have not.
@@ -409,7 +436,11 @@ async fn order_entry_learns_of_a_recognised_prior_until_it_expires() {
             .get_json(&zhao, &prior(&format!("patient_id={RESIDENT}&item=777-3")))
             .await;
         assert_eq!(a["recognised_prior"], false, "{a}");
-        assert_eq!(a["prior"]["id"], json!(format!("{cbc_id}-4")), "the newest, to say why");
+        assert_eq!(
+            a["prior"]["id"],
+            json!(format!("{cbc_id}-4")),
+            "the newest, to say why"
+        );
         assert!(
             a["message"]
                 .as_str()
@@ -429,7 +460,10 @@ async fn order_entry_learns_of_a_recognised_prior_until_it_expires() {
             .await;
         assert_eq!(a["recognised_prior"], false, "{a}");
         assert_eq!(a["prior"]["recognised"], false);
-        assert!(a["message"].as_str().unwrap().contains("not recognised"), "{a}");
+        assert!(
+            a["message"].as_str().unwrap().contains("not recognised"),
+            "{a}"
+        );
 
         // Clinicians only; patient and item required.
         for user in ["wang.tech", "li.reader", "admin"] {

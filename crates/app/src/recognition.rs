@@ -251,9 +251,11 @@ impl Hub {
         for r in rows {
             let decision = match (r.decision.as_str(), r.reason.as_deref()) {
                 ("accepted", _) => Decision::Accepted,
-                ("declined", Some(code)) => Decision::Declined(DeclineReason::parse(code).ok_or_else(
-                    || PortError::Corrupt(format!("recognition_decisions.reason: {code:?}")),
-                )?),
+                ("declined", Some(code)) => {
+                    Decision::Declined(DeclineReason::parse(code).ok_or_else(|| {
+                        PortError::Corrupt(format!("recognition_decisions.reason: {code:?}"))
+                    })?)
+                }
                 (other, _) => {
                     return Err(PortError::Corrupt(format!(
                         "recognition_decisions.decision: {other:?}"

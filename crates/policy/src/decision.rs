@@ -260,8 +260,8 @@ pub fn recognition_rates(facts: &[DecisionFact], utc_offset_minutes: i32) -> Vec
     groups
         .into_values()
         .map(|mut g| {
-            g.recognition_rate =
-                (g.recognised_shown > 0).then(|| g.exams_avoided as f64 / g.recognised_shown as f64);
+            g.recognition_rate = (g.recognised_shown > 0)
+                .then(|| g.exams_avoided as f64 / g.recognised_shown as f64);
             g
         })
         .collect()
@@ -372,9 +372,15 @@ mod tests {
         assert_eq!(rates.len(), 3);
         let (k, ct_march, ct_april) = (&rates[0], &rates[1], &rates[2]);
         assert_eq!((k.item.as_str(), k.month.as_str()), ("2823-3", "2026-03"));
-        assert_eq!(k.recognition_rate, None, "nothing recognised was decided on");
+        assert_eq!(
+            k.recognition_rate, None,
+            "nothing recognised was decided on"
+        );
         assert_eq!(k.declined_by_reason["fast_changing"], 1);
-        assert_eq!((ct_march.item.as_str(), ct_march.month.as_str()), ("CT", "2026-03"));
+        assert_eq!(
+            (ct_march.item.as_str(), ct_march.month.as_str()),
+            ("CT", "2026-03")
+        );
         assert_eq!(ct_march.decisions, 5);
         assert_eq!(ct_march.recognised_shown, 3);
         assert_eq!(ct_march.accepted, 3);

@@ -12,9 +12,9 @@ mod fhir;
 mod lab;
 mod lab_review;
 mod metrics;
-mod recognition;
 pub mod mllp;
 pub mod openapi;
+mod recognition;
 mod wado;
 
 use std::time::Duration;

@@ -161,10 +161,7 @@ pub fn encode(s: &MetricsSnapshot) -> String {
         "counter",
         "Recognition decisions recorded by clinicians through this hub process, by decision.",
     );
-    for (decision, n) in ["accepted", "declined"]
-        .iter()
-        .zip(s.recognition_decisions)
-    {
+    for (decision, n) in ["accepted", "declined"].iter().zip(s.recognition_decisions) {
         let _ = writeln!(
             out,
             "yilian_recognition_decisions_total{{decision=\"{decision}\"}} {n}"
