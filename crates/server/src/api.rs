@@ -15,7 +15,7 @@ use yilian_domain::{ExamId, ReportId, StudyInstanceUid, mask_identifier, mask_na
 use yilian_signing::format_time;
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Authorized, Caller, act};
 use crate::error::ApiError;
 
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -146,7 +146,7 @@ pub struct ReassignBody {
 /// `POST /api/v1/exams/{id}/reassign` (admin): the lease moves to another reader of the exam's pool.
 pub async fn reassign(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Authorized(who, _): Authorized<act::ReassignExam>,
     Path(id): Path<String>,
     Json(body): Json<ReassignBody>,
 ) -> ApiResult {
@@ -237,7 +237,7 @@ pub async fn notifications(
 /// `POST /api/v1/exams/{id}/report/submit`: a junior's report goes to a senior for countersign.
 pub async fn submit_for_review(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Authorized(who, _): Authorized<act::ReportExam>,
     Path(id): Path<String>,
     body: Option<Json<ReportBody>>,
 ) -> ApiResult {
@@ -314,7 +314,7 @@ pub async fn get_draft(
 
 pub async fn save_draft(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Authorized(who, _): Authorized<act::ReportExam>,
     Path(id): Path<String>,
     Json(body): Json<ReportBody>,
 ) -> ApiResult {
@@ -334,7 +334,7 @@ pub async fn save_draft(
 
 pub async fn sign(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Authorized(who, _): Authorized<act::ReportExam>,
     Path(id): Path<String>,
     body: Option<Json<ReportBody>>,
 ) -> ApiResult {
@@ -418,7 +418,7 @@ pub struct ResultsQuery {
 
 pub async fn results(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Authorized(who, _): Authorized<act::LookupResults>,
     Query(q): Query<ResultsQuery>,
 ) -> ApiResult {
     let purpose = q.purpose.as_deref().unwrap_or("unspecified");

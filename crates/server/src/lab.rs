@@ -85,8 +85,12 @@ pub async fn hl7v2(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // A role that may not send lab results gets the ingest's refusal below (403 with an AR ACK),
+    // whatever it sent: the media type is checked only for those who may send.
+    let may_send = yilian_app::allowed(who.role, yilian_app::Action::SendLab);
     match media_type(&headers).as_deref() {
         None | Some(HL7_V2_ER7 | "application/hl7-v2" | "text/plain") => {}
+        Some(_) if !may_send => {}
         Some(other) => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -16,7 +16,7 @@ use yilian_signing::{format_time, parse_time};
 
 use crate::AppState;
 use crate::api::not_found_id;
-use crate::auth::Caller;
+use crate::auth::{Authorized, Caller, act};
 use crate::error::ApiError;
 use crate::lab::panel_json;
 
@@ -302,7 +302,7 @@ pub struct AckBody {
 /// `POST /api/v1/lab/critical/{id}/ack`: a named person took the value and read it back.
 pub async fn ack(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Authorized(who, _): Authorized<act::AckCritical>,
     Path(id): Path<String>,
     Json(b): Json<AckBody>,
 ) -> ApiResult {

@@ -21,10 +21,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use yilian_app::Hub;
 
@@ -195,6 +197,20 @@ pub fn router(hub: Hub) -> Router {
             fhir::routes().layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
         )
         .fallback(api::not_found)
+        // Headers every response carries unless its handler set its own: no MIME sniffing, no framing,
+        // no referrer, nothing cached by browsers or proxies (answers carry patient data), and a
+        // content security policy that lets an API answer load nothing (pages will set their own).
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(secure(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .layer(secure(header::X_FRAME_OPTIONS, "DENY"))
+                .layer(secure(header::REFERRER_POLICY, "no-referrer"))
+                .layer(secure(header::CACHE_CONTROL, "no-store"))
+                .layer(secure(
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; frame-ancestors 'none'",
+                )),
+        )
         // A bug must not take the connection down silently: a panic becomes a 500 with no detail.
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send + 'static>| {
             tracing::error!("handler panicked");
@@ -209,6 +225,14 @@ pub fn router(hub: Hub) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// A response header set unless the handler set it.
+fn secure(
+    name: axum::http::HeaderName,
+    value: &'static str,
+) -> SetResponseHeaderLayer<axum::http::HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, axum::http::HeaderValue::from_static(value))
 }
 
 /// Serves until `shutdown` resolves.

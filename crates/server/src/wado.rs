@@ -15,7 +15,7 @@ use yilian_formats::query::{Key, Matcher, Query as DicomQuery, QueryLevel, qido_
 use yilian_render::{OutputFormat, RenderOptions, Viewport, Window};
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Authorized, Caller, act};
 use crate::dicomweb::parse_uid;
 use crate::error::ApiError;
 
@@ -539,7 +539,7 @@ pub struct WadoUri {
 /// rendered image (default `image/jpeg`).
 pub async fn wado_uri(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Authorized(who, _): Authorized<act::ViewStudy>,
     Query(q): Query<WadoUri>,
 ) -> Result<Response, ApiError> {
     if q.request_type.as_deref() != Some("WADO") {
