@@ -16,7 +16,7 @@ use yilian_signing::format_time;
 
 use crate::AppState;
 use crate::api::not_found_id;
-use crate::auth::Caller;
+use crate::auth::{Authorized, act};
 use crate::error::ApiError;
 use crate::metrics::parse_bound;
 
@@ -64,7 +64,7 @@ fn decision_json(d: &RecognitionDecisionRecord) -> Value {
 /// stored decision.
 pub async fn decide(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Authorized(who, _): Authorized<act::DecideRecognition>,
     Path((kind, id)): Path<(String, String)>,
     Json(b): Json<DecisionBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -123,7 +123,7 @@ fn prior_json(p: &PriorResult) -> Value {
 /// `GET /api/v1/results/prior?patient_id=…&issuer=…&item=CT`: whether a recognised prior exists.
 pub async fn prior(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Authorized(who, _): Authorized<act::CheckPriorResult>,
     Query(q): Query<PriorQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let a = st
@@ -149,7 +149,7 @@ pub struct RatesQuery {
 /// site and month.
 pub async fn rates(
     State(st): State<AppState>,
-    Caller(who): Caller,
+    Authorized(who, _): Authorized<act::ViewMetrics>,
     Query(q): Query<RatesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let to = match &q.to {
