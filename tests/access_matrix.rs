@@ -86,6 +86,9 @@ fn allowed(method: &str, path: &str) -> &'static [R] {
         ("", "/api/v1/exams/", &[Reader]),
         ("GET", "/api/v1/studies/{study}", &[Tech]),
         ("POST", "/api/v1/studies/{study}/complete", &[Tech]),
+        // Recognition decisions and the prior-result alert: the treating clinician only.
+        ("GET", "/api/v1/results/prior", &[Clinician]),
+        ("POST", "/api/v1/results/", &[Clinician]),
         ("GET", "/api/v1/results", &[Reader, Clinician]),
         ("GET", "/api/v1/reports/", &[Tech, Reader, Clinician]),
         ("GET", "/api/v1/admin/", &[Admin]),

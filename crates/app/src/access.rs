@@ -47,6 +47,10 @@ pub enum Action {
     ViewCriticalRegister,
     /// Poll the notifications addressed to oneself or one's pools.
     ReadNotifications,
+    /// Record, for one's own site, whether a published result was accepted or declined (互认决定).
+    DecideRecognition,
+    /// Ask before ordering whether a recognised prior result of an item exists (prior-result alert).
+    CheckPriorResult,
 }
 
 /// The matrix. Anything not listed is refused.
@@ -92,6 +96,8 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::AckCritical,
             Action::ViewCriticalRegister,
             Action::ReadNotifications,
+            Action::DecideRecognition,
+            Action::CheckPriorResult,
         ],
     ),
     (
@@ -178,5 +184,12 @@ mod tests {
         }
         assert!(!allowed(Role::Admin, Action::AckCritical));
         assert!(allowed(Role::Admin, Action::ViewCriticalRegister));
+        // Recognition decisions and the prior alert belong to the treating clinician.
+        for a in [Action::DecideRecognition, Action::CheckPriorResult] {
+            assert!(allowed(Role::Clinician, a), "{a:?}");
+            for r in [Role::SiteTech, Role::Reader, Role::Admin] {
+                assert!(!allowed(r, a), "{r:?} {a:?}");
+            }
+        }
     }
 }

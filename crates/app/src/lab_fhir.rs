@@ -541,6 +541,31 @@ impl Hub {
         Ok(out_list)
     }
 
+    /// One published lab report by its id, with its recognition (a superseded one too, then not
+    /// recognised); `None` when unknown or unpublished. Not audited: the caller audits.
+    pub(crate) async fn published_lab_view(
+        &self,
+        id: &LabPanelId,
+    ) -> Result<Option<LabResultView>, AppError> {
+        let found = self
+            .catalog
+            .published_lab_panels(&PublishedLabQuery {
+                panel_ids: vec![id.clone()],
+                limit: 1,
+                ..PublishedLabQuery::default()
+            })
+            .await?
+            .pop();
+        Ok(found.map(|p| {
+            let sh = self.shown(p);
+            LabResultView {
+                site_name: self.performer_name(&sh),
+                record: sh.panel.record,
+                recognition: sh.recognition,
+            }
+        }))
+    }
+
     /// A patient's published lab reports (the newest of each order), newest received first, with
     /// their recognition: for the JSON look-up, which audits.
     pub(crate) async fn published_lab_views(

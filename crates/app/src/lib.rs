@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod notify;
 pub mod ports;
 pub mod reading;
+pub mod recognition;
 pub mod render_cache;
 pub mod rendering;
 pub mod results;

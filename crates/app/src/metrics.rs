@@ -31,6 +31,10 @@ pub struct HubCounters {
     lab_stored: AtomicU64,
     lab_duplicates: AtomicU64,
     lab_refused: AtomicU64,
+    recognition_accepted: AtomicU64,
+    recognition_declined: AtomicU64,
+    prior_found: AtomicU64,
+    prior_not_found: AtomicU64,
 }
 
 impl HubCounters {
@@ -53,6 +57,42 @@ impl HubCounters {
             LabOutcome::Refused => &self.lab_refused,
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A clinician recorded a recognition decision.
+    pub fn record_decision(&self, accepted: bool) {
+        let c = if accepted {
+            &self.recognition_accepted
+        } else {
+            &self.recognition_declined
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An order entry asked the prior-result alert; whether a recognised prior was found.
+    pub fn record_prior_check(&self, found: bool) {
+        let c = if found {
+            &self.prior_found
+        } else {
+            &self.prior_not_found
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Recognition decisions: accepted, declined.
+    pub fn recognition_decisions(&self) -> [u64; 2] {
+        [
+            self.recognition_accepted.load(Ordering::Relaxed),
+            self.recognition_declined.load(Ordering::Relaxed),
+        ]
+    }
+
+    /// Prior-result checks: a recognised prior found, none found.
+    pub fn prior_checks(&self) -> [u64; 2] {
+        [
+            self.prior_found.load(Ordering::Relaxed),
+            self.prior_not_found.load(Ordering::Relaxed),
+        ]
     }
 
     /// Lab messages by outcome: stored, duplicate, refused.
@@ -125,6 +165,10 @@ pub struct MetricsSnapshot {
     pub results_lookups: u64,
     /// Lab messages by outcome: stored, duplicate, refused.
     pub lab_messages: [u64; 3],
+    /// Recognition decisions recorded by this process: accepted, declined.
+    pub recognition_decisions: [u64; 2],
+    /// Prior-result checks answered by this process: recognised prior found, not found.
+    pub prior_checks: [u64; 2],
     /// Queued exams by pool and priority; every configured pool × priority is present (0 when empty).
     pub worklist_depth: Vec<(PoolId, Priority, u64)>,
     /// Per pool (every configured pool, and any other pool with exams): breaches and the received →
@@ -277,6 +321,8 @@ impl Hub {
             ingest_bytes: self.counters.ingest_bytes(),
             results_lookups: self.counters.results_lookups(),
             lab_messages: self.counters.lab_messages(),
+            recognition_decisions: self.counters.recognition_decisions(),
+            prior_checks: self.counters.prior_checks(),
             worklist_depth: depth.into_values().collect(),
             pools: pools.into_values().collect(),
         })

@@ -742,6 +742,31 @@ pub struct AuditChainReport {
     pub problem: Option<String>,
 }
 
+/// One receiving clinician's recognition decision on one result (`recognition_decisions`). The decision
+/// and reason are the policy's codes (`policy::Decision::as_str`, `DeclineReason::code`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecognitionDecisionRecord {
+    pub decision_id: String,
+    /// `report` (imaging/ECG) or `lab`.
+    pub result_kind: String,
+    /// Report id or lab panel id.
+    pub result_id: String,
+    /// Lab: the result's position in its panel (from 1); `None`: the whole panel or a report.
+    pub result_seq: Option<i64>,
+    /// Modality, or LOINC (else the lab's code).
+    pub item: String,
+    pub performing_site: String,
+    pub patient_key: PatientKey,
+    pub deciding_site: SiteId,
+    pub decided_by: Username,
+    pub decision: String,
+    pub reason: Option<String>,
+    pub reason_text: Option<String>,
+    /// Shown recognised (HR) when decided.
+    pub recognised: bool,
+    pub decided_at: UnixMillis,
+}
+
 /// The catalog: patients, studies, instances, exams, reports, keys, tokens, audit.
 #[async_trait]
 pub trait Catalog: Send + Sync {
@@ -1096,6 +1121,21 @@ pub trait Catalog: Send + Sync {
         next: Option<UnixMillis>,
         notification: &Notification,
     ) -> Result<bool, PortError>;
+
+    // --- recognition decisions
+    /// Stores a decision and its audit event in one transaction.
+    async fn insert_recognition_decision(
+        &self,
+        d: &RecognitionDecisionRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), PortError>;
+    /// Decisions taken in `[from, to)`, oldest first, at most `limit`.
+    async fn recognition_decisions(
+        &self,
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<RecognitionDecisionRecord>, PortError>;
 
     // --- keys, tokens, audit
     async fn publish_key(&self, key: &PublicKeyRecord) -> Result<(), PortError>;

@@ -228,14 +228,7 @@ impl Hub {
             issuer: issuer.trim().to_string(),
             id: patient_id.trim().to_string(),
         };
-        let key: Option<PatientKey> = match yilian_domain::ResidentId::parse(&local.id) {
-            Some(_) => Some(self.patient_key(&local)),
-            None => {
-                self.catalog
-                    .patient_key_of(&local.issuer, &local.id)
-                    .await?
-            }
-        };
+        let key = self.patient_key_for(&local).await?;
         let mut out = Vec::new();
         let mut lab = Vec::new();
         if let Some(key) = &key {
@@ -243,33 +236,7 @@ impl Hub {
             let keys = self.catalog.public_keys().await?;
             let now = self.now();
             for (exam, report) in self.catalog.results_of_patient(key).await? {
-                let signature_valid = report_document(&report)
-                    .is_some_and(|doc| verify_document(&doc, &keys).is_ok());
-                let site = self.config.site(exam.site.as_str());
-                let performed_at =
-                    study_date_millis(exam.study_date.as_deref()).unwrap_or(exam.first_received_at);
-                let facts = RecognitionFacts {
-                    modality: exam.modality.clone(),
-                    qc_qualified: site.is_some_and(|s| {
-                        s.qc_qualified
-                            .iter()
-                            .any(|m| m.eq_ignore_ascii_case(&exam.modality))
-                    }),
-                    signed: report.status == ReportStatus::Final && signature_valid,
-                    revoked: false,
-                    performed_at,
-                };
-                let recognition = recognise(&facts, &self.config.recognition, now);
-                out.push(ResultView {
-                    site_name: site
-                        .map(|s| s.name.clone())
-                        .unwrap_or_else(|| exam.site.to_string()),
-                    exam,
-                    report,
-                    performed_at,
-                    signature_valid,
-                    recognition,
-                });
+                out.push(self.result_view(exam, report, &keys, now));
             }
         }
         self.audit(
@@ -290,9 +257,63 @@ impl Hub {
         Ok(Lookup { results: out, lab })
     }
 
+    /// The alliance key of a patient as look-ups find them: a valid resident ID (GB 11643) whatever
+    /// the issuer, else a site-local ID with its issuer through the patient index (`None`: unknown).
+    pub(crate) async fn patient_key_for(
+        &self,
+        local: &LocalPatientId,
+    ) -> Result<Option<PatientKey>, AppError> {
+        Ok(match yilian_domain::ResidentId::parse(&local.id) {
+            Some(_) => Some(self.patient_key(local)),
+            None => {
+                self.catalog
+                    .patient_key_of(&local.issuer, &local.id)
+                    .await?
+            }
+        })
+    }
+
+    /// A signed report as a clinician sees it, with its signature checked and its recognition decided
+    /// at `now`.
+    pub(crate) fn result_view(
+        &self,
+        exam: ExamRecord,
+        report: ReportRecord,
+        keys: &[PublicKeyRecord],
+        now: UnixMillis,
+    ) -> ResultView {
+        let signature_valid =
+            report_document(&report).is_some_and(|doc| verify_document(&doc, keys).is_ok());
+        let site = self.config.site(exam.site.as_str());
+        let performed_at =
+            study_date_millis(exam.study_date.as_deref()).unwrap_or(exam.first_received_at);
+        let facts = RecognitionFacts {
+            modality: exam.modality.clone(),
+            qc_qualified: site.is_some_and(|s| {
+                s.qc_qualified
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(&exam.modality))
+            }),
+            signed: report.status == ReportStatus::Final && signature_valid,
+            revoked: false,
+            performed_at,
+        };
+        let recognition = recognise(&facts, &self.config.recognition, now);
+        ResultView {
+            site_name: site
+                .map(|s| s.name.clone())
+                .unwrap_or_else(|| exam.site.to_string()),
+            exam,
+            report,
+            performed_at,
+            signature_valid,
+            recognition,
+        }
+    }
+
     /// A final report the caller may see: clinicians and readers any published report, a tech their
     /// own site's.
-    async fn report_in_scope(
+    pub(crate) async fn report_in_scope(
         &self,
         who: &Principal,
         report_id: &ReportId,

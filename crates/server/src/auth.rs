@@ -83,4 +83,7 @@ acts!(
     LookupResults,
     AckCritical,
     ViewStudy,
+    DecideRecognition,
+    CheckPriorResult,
+    ViewMetrics,
 );

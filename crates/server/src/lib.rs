@@ -14,6 +14,7 @@ mod lab_review;
 mod metrics;
 pub mod mllp;
 pub mod openapi;
+mod recognition;
 mod wado;
 
 use std::time::Duration;
@@ -147,6 +148,12 @@ pub fn router(hub: Hub) -> Router {
             post(api::complete_study),
         )
         .route("/api/v1/results", get(api::results))
+        .route("/api/v1/results/prior", get(recognition::prior))
+        .route(
+            "/api/v1/results/{kind}/{id}/decision",
+            post(recognition::decide),
+        )
+        .route("/api/v1/admin/recognition", get(recognition::rates))
         .route("/api/v1/reports/{id}", get(api::report))
         .route("/api/v1/reports/{id}/verify", get(api::verify))
         .route("/api/v1/keys", get(api::keys))

@@ -155,6 +155,27 @@ pub fn encode(s: &MetricsSnapshot) -> String {
             "yilian_lab_messages_total{{outcome=\"{outcome}\"}} {n}"
         );
     }
+    family(
+        &mut out,
+        "yilian_recognition_decisions_total",
+        "counter",
+        "Recognition decisions recorded by clinicians through this hub process, by decision.",
+    );
+    for (decision, n) in ["accepted", "declined"].iter().zip(s.recognition_decisions) {
+        let _ = writeln!(
+            out,
+            "yilian_recognition_decisions_total{{decision=\"{decision}\"}} {n}"
+        );
+    }
+    family(
+        &mut out,
+        "yilian_prior_checks_total",
+        "counter",
+        "Prior-result alerts answered by this hub process, by whether a recognised prior was found.",
+    );
+    for (found, n) in ["true", "false"].iter().zip(s.prior_checks) {
+        let _ = writeln!(out, "yilian_prior_checks_total{{found=\"{found}\"}} {n}");
+    }
     out
 }
 
@@ -166,7 +187,7 @@ pub struct TurnaroundQuery {
 }
 
 /// `2026-03-01` (UTC midnight) or an RFC 3339 time.
-fn parse_bound(name: &str, v: &str) -> Result<UnixMillis, ApiError> {
+pub(crate) fn parse_bound(name: &str, v: &str) -> Result<UnixMillis, ApiError> {
     if let Some(ms) = parse_time(v) {
         return Ok(UnixMillis(ms));
     }
@@ -245,6 +266,8 @@ mod tests {
             ingest_bytes: 4096,
             results_lookups: 2,
             lab_messages: [7, 1, 2],
+            recognition_decisions: [4, 1],
+            prior_checks: [2, 3],
             worklist_depth: vec![(pool("county-rad"), Priority::Routine, 5)],
             pools: vec![PoolTurnaround {
                 pool: pool("county-rad"),
@@ -273,6 +296,11 @@ mod tests {
             "yilian_lab_messages_total{outcome=\"stored\"} 7",
             "yilian_lab_messages_total{outcome=\"duplicate\"} 1",
             "yilian_lab_messages_total{outcome=\"refused\"} 2",
+            "# TYPE yilian_recognition_decisions_total counter",
+            "yilian_recognition_decisions_total{decision=\"accepted\"} 4",
+            "yilian_recognition_decisions_total{decision=\"declined\"} 1",
+            "yilian_prior_checks_total{found=\"true\"} 2",
+            "yilian_prior_checks_total{found=\"false\"} 3",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

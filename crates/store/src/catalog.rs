@@ -1680,6 +1680,23 @@ impl Catalog for SqlCatalog {
         self.acknowledge_case(case_id, ack, audit).await
     }
 
+    async fn insert_recognition_decision(
+        &self,
+        d: &yilian_app::ports::RecognitionDecisionRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), PortError> {
+        self.insert_decision(d, audit).await
+    }
+
+    async fn recognition_decisions(
+        &self,
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<yilian_app::ports::RecognitionDecisionRecord>, PortError> {
+        self.decisions_between(from, to, limit).await
+    }
+
     async fn critical_cases_due(
         &self,
         now: UnixMillis,
