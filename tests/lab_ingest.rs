@@ -352,6 +352,21 @@ async fn post_hl7(t: &TestHub, token: &str, body: &[u8]) -> (StatusCode, Vec<u8>
     (status, r.bytes().await.unwrap().to_vec(), ct)
 }
 
+/// POSTs a FHIR Bundle; the status and the JSON answer.
+async fn post_fhir(t: &TestHub, token: &str, body: String) -> (StatusCode, Value) {
+    let r = t
+        .http
+        .post(t.url("/api/v1/lab/fhir"))
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json::<Value>().await.unwrap_or(Value::Null))
+}
+
 async fn get_panel(t: &TestHub, token: &str, id: &str) -> (StatusCode, Value) {
     let r = t.get(token, &format!("/api/v1/lab/panels/{id}")).await;
     let status = r.status();
@@ -585,19 +600,7 @@ async fn http_takes_hl7_and_fhir_and_shows_panels_to_their_site_only() {
         let bundle = fhir_bundle(&LabSpec::new("XR0051", "XRMYY", "B-1", "R4"), &liver());
         let post_fhir = |body: String, token: String| {
             let t = &t;
-            async move {
-                let r = t
-                    .http
-                    .post(t.url("/api/v1/lab/fhir"))
-                    .bearer_auth(token)
-                    .header("content-type", "application/fhir+json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = r.status();
-                (status, r.json::<Value>().await.unwrap_or(Value::Null))
-            }
+            async move { post_fhir(t, &token, body).await }
         };
         let (status, v) = post_fhir(bundle.clone(), liu.clone()).await;
         assert_eq!(status, StatusCode::CREATED, "{v}");
@@ -1051,16 +1054,8 @@ async fn hl7_and_fhir_of_one_patient_reach_one_patient() {
         ] {
             let bundle = fhir_bundle(&LabSpec::new("XR0900", "XRMYY", control, "R4"), &liver())
                 .replace("urn:yilian:issuer:XRMYY", system);
-            let r = t
-                .http
-                .post(t.url("/api/v1/lab/fhir"))
-                .bearer_auth(&liu)
-                .header("content-type", "application/fhir+json")
-                .body(bundle)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::CREATED, "{system}");
+            let (status, _) = post_fhir(&t, &liu, bundle).await;
+            assert_eq!(status, StatusCode::CREATED, "{system}");
         }
         let panels = panels_of(&t, "XRMYY", "XR0900").await;
         assert_eq!(panels.len(), 3, "one patient, three panels");
@@ -1068,16 +1063,7 @@ async fn hl7_and_fhir_of_one_patient_reach_one_patient() {
         // An issuer nobody configured stays what it is: another patient.
         let bundle = fhir_bundle(&LabSpec::new("XR0900", "XRMYY", "CL-ONE-4", "R4"), &liver())
             .replace("urn:yilian:issuer:XRMYY", "urn:oid:1.2.3");
-        let r = t
-            .http
-            .post(t.url("/api/v1/lab/fhir"))
-            .bearer_auth(&liu)
-            .header("content-type", "application/fhir+json")
-            .body(bundle)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(post_fhir(&t, &liu, bundle).await.0, StatusCode::CREATED);
         assert_eq!(panels_of(&t, "XRMYY", "XR0900").await.len(), 3);
         assert_eq!(panels_of(&t, "urn:oid:1.2.3", "XR0900").await.len(), 1);
         t.finish().await;
