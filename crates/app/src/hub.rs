@@ -9,7 +9,9 @@ use sha2::Sha256;
 use yilian_config::{Config, RoutingConfig};
 use yilian_domain::{LocalPatientId, PatientKey, ResidentId, UnixMillis, Username};
 use yilian_policy::Rota;
-use yilian_signing::{ALGORITHM_ED25519, PublicKeyRecord, format_time};
+use yilian_signing::{
+    PublicKeyRecord, SignatureBlock, SignedDocument, canonicalize, format_time,
+};
 
 use crate::access::Principal;
 use crate::metrics::HubCounters;
@@ -155,6 +157,36 @@ impl Hub {
             .await
     }
 
+    /// Signs a document as `owner`: `build` gets the signer's current key (its id belongs in the
+    /// document's `signer.key_id`) and returns the document; the vault signs its canonical bytes
+    /// (RFC 8785). Returns the signed document and the canonical text that was signed. Every signature
+    /// the hub makes (imaging/ECG reports, lab sign-offs) goes through here.
+    pub async fn sign_document(
+        &self,
+        owner: &Username,
+        build: impl FnOnce(&VaultKey) -> serde_json::Value,
+    ) -> Result<(SignedDocument, String), crate::error::AppError> {
+        let key = self.signing_key(owner).await?;
+        let report = build(&key);
+        let canonical = canonicalize(&report)
+            .map_err(|e| crate::error::AppError::Invalid(e.to_string()))?;
+        let value = self
+            .vault
+            .sign(owner, &key.key_id, canonical.as_bytes())
+            .await?;
+        Ok((
+            SignedDocument {
+                report,
+                signature: SignatureBlock {
+                    algorithm: key.algorithm.clone(),
+                    key_id: key.key_id,
+                    value,
+                },
+            },
+            canonical,
+        ))
+    }
+
     /// The signer's key, published in the catalog with its validity period the first time it is seen.
     pub async fn signing_key(&self, owner: &Username) -> Result<VaultKey, PortError> {
         let key = self.vault.key_for(owner).await?;
@@ -164,7 +196,7 @@ impl Hub {
             self.catalog
                 .publish_key(&PublicKeyRecord {
                     key_id: key.key_id.clone(),
-                    algorithm: ALGORITHM_ED25519.into(),
+                    algorithm: key.algorithm.clone(),
                     public_key: key.public_key.clone(),
                     owner: owner.to_string(),
                     valid_from: format_time(now.0),

@@ -9,8 +9,7 @@ use serde_json::json;
 use yilian_domain::lab::{CriticalState, LabPanel, LabPanelState};
 use yilian_domain::{ExamId, LabPanelId, PoolId, Priority, Role, SiteId, UnixMillis, Username};
 use yilian_policy::lab::{LabDecision, assess, release};
-use yilian_signing::keys::ALGORITHM_ED25519;
-use yilian_signing::{SignatureBlock, SignedDocument, canonicalize, format_time};
+use yilian_signing::{SignatureBlock, SignedDocument, format_time};
 
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
@@ -384,30 +383,28 @@ impl Hub {
                 format!("a later report of the order ({newer}) replaces this one: review that"),
             ));
         }
-        let key = self.signing_key(&who.username).await?;
         let now = self.now();
-        let document = lab_report_document(
-            &self.config.alliance.id,
-            &record,
-            &cases,
-            comment,
-            who,
-            &key.key_id,
-            now,
-        );
-        let canonical = canonicalize(&document).map_err(|e| AppError::Invalid(e.to_string()))?;
-        let signature = self
-            .vault
-            .sign(&who.username, &key.key_id, canonical.as_bytes())
+        let (signed, canonical) = self
+            .sign_document(&who.username, |key| {
+                lab_report_document(
+                    &self.config.alliance.id,
+                    &record,
+                    &cases,
+                    comment,
+                    who,
+                    &key.key_id,
+                    now,
+                )
+            })
             .await?;
         let signoff = LabSignoff {
             panel_id: id.clone(),
             signer: who.username.clone(),
             comment: comment.trim().to_string(),
             signed_at: now,
-            key_id: key.key_id.clone(),
-            algorithm: ALGORITHM_ED25519.into(),
-            signature: signature.clone(),
+            key_id: signed.signature.key_id.clone(),
+            algorithm: signed.signature.algorithm.clone(),
+            signature: signed.signature.value.clone(),
             document: canonical,
         };
         let audit = AuditEvent {
@@ -418,7 +415,7 @@ impl Hub {
             resource_id: id.to_string(),
             patient_key: Some(record.patient_key.clone()),
             outcome: "ok".into(),
-            detail: format!("released; key {}", key.key_id),
+            detail: format!("released; key {}", signed.signature.key_id),
         };
         if !self.catalog.release_lab_panel(&signoff, &audit).await? {
             return Err(AppError::conflict(
@@ -426,14 +423,7 @@ impl Hub {
                 "the panel was signed off or superseded meanwhile",
             ));
         }
-        Ok(SignedDocument {
-            report: document,
-            signature: SignatureBlock {
-                algorithm: ALGORITHM_ED25519.into(),
-                key_id: key.key_id,
-                value: signature,
-            },
-        })
+        Ok(signed)
     }
 
     /// The signed sign-off of a released panel, as `yilian verify` reads it: for the panel's site, its

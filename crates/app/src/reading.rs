@@ -3,9 +3,7 @@
 use serde_json::json;
 use yilian_domain::{ExamId, ExamState, ReportId, ReportStatus, Role, UnixMillis, Username};
 use yilian_policy::ExamNeeds;
-use yilian_signing::{
-    ALGORITHM_ED25519, SignatureBlock, SignedDocument, canonicalize, format_time,
-};
+use yilian_signing::{SignedDocument, format_time};
 
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
@@ -413,54 +411,55 @@ impl Hub {
             .ok_or(AppError::NotFound("study"))?;
         let mut instances = self.catalog.study_instances(&exam.study_uid).await?;
         instances.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
-        let key = self.signing_key(&who.username).await?;
         let now = self.now();
         let report_id = draft
             .as_ref()
             .map(|d| d.report_id.clone())
             .map_or_else(new_report_id, Ok)?;
-        let report = json!({
-            "schema": REPORT_SCHEMA,
-            "report_id": report_id.as_str(),
-            "version": 1,
-            "alliance": self.config.alliance.id,
-            "exam": {
-                "exam_id": exam.exam_id.as_str(),
-                "kind": exam.kind.as_str(),
-                "modality": exam.modality,
-                "study_instance_uid": exam.study_uid.as_str(),
-                "site_id": exam.site.as_str(),
-                "accession_number": study.accession_number,
-                "study_date": study.study_date,
-            },
-            "patient": { "patient_key": exam.patient_key.0 },
-            "results": instances.iter().map(|i| json!({
-                "sop_instance_uid": i.sop_instance_uid.as_str(),
-                "sop_class_uid": i.sop_class_uid.as_str(),
-                "sha256": i.sha256,
-            })).collect::<Vec<_>>(),
-            "findings": text.findings,
-            "impression": text.impression,
-            "signer": {
-                "username": who.username.as_str(),
-                "name": who.name,
-                "site_id": who.site.as_str(),
-                "key_id": key.key_id,
-            },
-            "signed_at": format_time(now.0),
-        });
         // A report a junior drafted and a senior countersigned names its drafter; the senior signs.
-        let mut report = report;
-        if let Some(junior) = &exam.drafted_by {
-            report["drafted_by"] = json!({
+        let drafted_by = exam.drafted_by.as_ref().map(|junior| {
+            json!({
                 "username": junior.as_str(),
                 "name": self.config.user(junior.as_str()).map(|u| u.name).unwrap_or_default(),
-            });
-        }
-        let canonical = canonicalize(&report).map_err(|e| AppError::Invalid(e.to_string()))?;
-        let signature = self
-            .vault
-            .sign(&who.username, &key.key_id, canonical.as_bytes())
+            })
+        });
+        let (signed, canonical) = self
+            .sign_document(&who.username, |key| {
+                let mut report = json!({
+                    "schema": REPORT_SCHEMA,
+                    "report_id": report_id.as_str(),
+                    "version": 1,
+                    "alliance": self.config.alliance.id,
+                    "exam": {
+                        "exam_id": exam.exam_id.as_str(),
+                        "kind": exam.kind.as_str(),
+                        "modality": exam.modality,
+                        "study_instance_uid": exam.study_uid.as_str(),
+                        "site_id": exam.site.as_str(),
+                        "accession_number": study.accession_number,
+                        "study_date": study.study_date,
+                    },
+                    "patient": { "patient_key": exam.patient_key.0 },
+                    "results": instances.iter().map(|i| json!({
+                        "sop_instance_uid": i.sop_instance_uid.as_str(),
+                        "sop_class_uid": i.sop_class_uid.as_str(),
+                        "sha256": i.sha256,
+                    })).collect::<Vec<_>>(),
+                    "findings": text.findings,
+                    "impression": text.impression,
+                    "signer": {
+                        "username": who.username.as_str(),
+                        "name": who.name,
+                        "site_id": who.site.as_str(),
+                        "key_id": key.key_id,
+                    },
+                    "signed_at": format_time(now.0),
+                });
+                if let Some(d) = drafted_by {
+                    report["drafted_by"] = d;
+                }
+                report
+            })
             .await?;
         let record = ReportRecord {
             report_id: report_id.clone(),
@@ -473,9 +472,9 @@ impl Hub {
             created_at: draft.as_ref().map(|d| d.created_at).unwrap_or(now),
             updated_at: now,
             signed_at: Some(now),
-            key_id: Some(key.key_id.clone()),
-            algorithm: Some(ALGORITHM_ED25519.into()),
-            signature: Some(signature.clone()),
+            key_id: Some(signed.signature.key_id.clone()),
+            algorithm: Some(signed.signature.algorithm.clone()),
+            signature: Some(signed.signature.value.clone()),
             document: Some(canonical),
         };
         if !self
@@ -495,17 +494,10 @@ impl Hub {
             report_id.as_str(),
             Some(&exam.patient_key),
             "ok",
-            key.key_id.clone(),
+            signed.signature.key_id.clone(),
         )
         .await?;
-        Ok(SignedDocument {
-            report,
-            signature: SignatureBlock {
-                algorithm: ALGORITHM_ED25519.into(),
-                key_id: key.key_id,
-                value: signature,
-            },
-        })
+        Ok(signed)
     }
 }
 
