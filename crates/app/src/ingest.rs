@@ -229,13 +229,17 @@ impl Hub {
             .map(|s| s.patient_id_issuer.as_str())
             .unwrap_or(site.as_str());
         let local = meta.local_patient_id(default_issuer);
+        let all_ids = meta.all_patient_ids(default_issuer);
         let key = blob_key(&sha);
         match &input {
             Input::Memory(bytes) => self.blobs.put(&key, bytes.clone()).await,
             Input::File(path) => self.blobs.put_file(&key, path).await,
         }
         .map_err(backend)?;
-        let patient_key = self.patient_key(&local);
+        // Filed under a resident ID when the file carries one (as PatientID or among the other IDs),
+        // so the study joins the patient's results from every site; else under the site's own ID.
+        let patient_key = self.patient_key(crate::patients::keyed_id(&all_ids).unwrap_or(&local));
+        let linked_ids = crate::patients::site_ids(&all_ids);
         let now = self.now();
         let ecg = ecg.map(|facts| {
             facts.into_row(
@@ -278,6 +282,7 @@ impl Hub {
             body_part_examined: meta.body_part_examined.clone(),
             study_id: meta.study_id.clone(),
             referring_physician_name: meta.referring_physician_name.clone(),
+            linked_ids,
             metadata: metadata.to_string(),
             instance: InstanceRecord {
                 sop_instance_uid: meta.sop_instance_uid.clone(),

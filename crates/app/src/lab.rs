@@ -334,6 +334,13 @@ impl Hub {
                 // Parsers never return a panel without an identifier; guard anyway.
                 .ok_or(LabIngestError::Hl7(Hl7Error::MissingSegment("PID")))?;
             let patient_key = self.patient_key(&local);
+            let all_ids: Vec<_> = panel
+                .patient
+                .identifiers
+                .iter()
+                .map(|i| i.local_id(&default_issuer))
+                .collect();
+            let linked_ids = crate::patients::site_ids(&all_ids);
             let panel_id = LabPanelId::new(ulid::Ulid::new().to_string())
                 .map_err(|e| LabIngestError::Unavailable(PortError::Corrupt(e.to_string())))?;
             audit.push(AuditEvent {
@@ -370,6 +377,7 @@ impl Hub {
                 panel_id,
                 patient_key,
                 patient: local,
+                linked_ids,
                 service_loinc,
                 loinc_mapped,
                 panel,

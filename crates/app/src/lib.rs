@@ -13,6 +13,7 @@ pub mod lab_fhir;
 pub mod lab_review;
 pub mod metrics;
 pub mod notify;
+pub mod patients;
 pub mod ports;
 pub mod reading;
 pub mod recognition;

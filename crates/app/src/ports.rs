@@ -150,6 +150,8 @@ pub struct NewInstance {
     pub body_part_examined: Option<String>,
     pub study_id: Option<String>,
     pub referring_physician_name: Option<String>,
+    /// The site identifiers to link to `patient_key` in the patient index (resident IDs excluded).
+    pub linked_ids: Vec<LocalPatientId>,
     /// DICOM JSON of the data set, bulk data as references.
     pub metadata: String,
     pub instance: InstanceRecord,
@@ -489,6 +491,8 @@ pub struct NewLabPanel {
     pub patient_key: PatientKey,
     /// The identifier the key was computed from (issuer: assigning authority, else the site's).
     pub patient: LocalPatientId,
+    /// The site identifiers to link to `patient_key` in the patient index (resident IDs excluded).
+    pub linked_ids: Vec<LocalPatientId>,
     /// The service's LOINC: as sent when its code is LOINC, else from `[[lab.loinc]]`.
     pub service_loinc: Option<String>,
     /// Per result, in order: its LOINC came from `[[lab.loinc]]` (not from the sender).
@@ -802,6 +806,14 @@ pub trait Catalog: Send + Sync {
         issuer: &str,
         patient_id: &str,
     ) -> Result<Option<PatientKey>, PortError>;
+    /// The patient keys a site identifier was filed under (the alliance patient index).
+    async fn keys_linked_to_id(
+        &self,
+        issuer: &str,
+        patient_id: &str,
+    ) -> Result<Vec<PatientKey>, PortError>;
+    /// The site identifiers filed under a patient key (at most 64).
+    async fn ids_linked_to_key(&self, key: &PatientKey) -> Result<Vec<LocalPatientId>, PortError>;
     /// Patient's Birth Date (DICOM DA text) last recorded for this identifier, if any.
     async fn patient_birth_date(
         &self,

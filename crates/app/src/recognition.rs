@@ -123,7 +123,7 @@ impl Hub {
             DecisionTarget::Report(id) => {
                 let (report, exam) = self.report_in_scope(who, id).await?;
                 let keys = self.catalog.public_keys().await?;
-                let v = self.result_view(exam, report, &keys, now);
+                let v = self.result_view(exam, report, &keys, now).await?;
                 (
                     "report",
                     id.to_string(),
@@ -297,11 +297,13 @@ impl Hub {
             issuer: issuer.trim().to_string(),
             id: patient_id.trim().to_string(),
         };
-        let key = self.patient_key_for(&local).await?;
-        let candidates = match &key {
-            Some(k) => self.prior_candidates(k, item).await?,
-            None => Vec::new(),
-        };
+        let found = self
+            .find_patient_for_lookup(who, &local, "results.prior")
+            .await?;
+        let mut candidates = Vec::new();
+        for k in found.keys() {
+            candidates.extend(self.prior_candidates(k, item).await?);
+        }
         let newest = |recognised_only: bool| {
             candidates
                 .iter()
@@ -336,7 +338,7 @@ impl Hub {
             "results.prior",
             "patient",
             &yilian_domain::mask_identifier(&local.id),
-            key.as_ref(),
+            found.person(),
             "ok",
             format!(
                 "item={item}; {} candidates; recognised prior: {}",
@@ -368,7 +370,7 @@ impl Hub {
             if !exam.modality.trim().eq_ignore_ascii_case(item) {
                 continue;
             }
-            let v = self.result_view(exam, report, &keys, now);
+            let v = self.result_view(exam, report, &keys, now).await?;
             out.push(PriorResult {
                 kind: "report",
                 id: v.report.report_id.to_string(),

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 use yilian_domain::{
-    ExamState, LocalPatientId, PatientKey, ReportId, ReportStatus, Role, SeriesInstanceUid,
-    SopInstanceUid, StudyInstanceUid, UnixMillis,
+    ExamState, LocalPatientId, ReportId, ReportStatus, Role, SeriesInstanceUid, SopInstanceUid,
+    StudyInstanceUid, UnixMillis,
 };
 use yilian_policy::{RecognitionDecision, RecognitionFacts, recognise};
 use yilian_signing::{PublicKeyRecord, SignatureBlock, SignedDocument, verify_document};
@@ -34,6 +34,9 @@ pub struct ResultView {
 pub struct Lookup {
     pub results: Vec<ResultView>,
     pub lab: Vec<crate::lab_fhir::LabResultView>,
+    /// Site identifiers of this person left out because they also name someone else: their
+    /// results are not shown (see `patients`).
+    pub unattributed: usize,
 }
 
 /// What an uploader watches of a study: its state, its exam and the report once signed.
@@ -228,60 +231,90 @@ impl Hub {
             issuer: issuer.trim().to_string(),
             id: patient_id.trim().to_string(),
         };
-        let key = self.patient_key_for(&local).await?;
+        let found = self
+            .find_patient_for_lookup(who, &local, "results.lookup")
+            .await?;
         let mut out = Vec::new();
         let mut lab = Vec::new();
-        if let Some(key) = &key {
-            lab = self.published_lab_views(key).await?;
-            let keys = self.catalog.public_keys().await?;
-            let now = self.now();
+        let keys = self.catalog.public_keys().await?;
+        let now = self.now();
+        for key in found.keys() {
+            lab.extend(self.published_lab_views(key).await?);
             for (exam, report) in self.catalog.results_of_patient(key).await? {
-                out.push(self.result_view(exam, report, &keys, now));
+                out.push(self.result_view(exam, report, &keys, now).await?);
             }
         }
+        out.sort_by_key(|v| std::cmp::Reverse(v.report.signed_at));
         self.audit(
             who,
             "results.lookup",
             "patient",
             &yilian_domain::mask_identifier(&local.id),
-            key.as_ref(),
+            found.person(),
             "ok",
             format!(
-                "purpose={purpose}; {} results, {} lab reports",
+                "purpose={purpose}; {} results, {} lab reports; {} identifiers unattributed",
                 out.len(),
-                lab.len()
+                lab.len(),
+                found.unattributed()
             ),
         )
         .await?;
         self.counters.record_lookup();
-        Ok(Lookup { results: out, lab })
+        Ok(Lookup {
+            results: out,
+            lab,
+            unattributed: found.unattributed(),
+        })
     }
 
-    /// The alliance key of a patient as look-ups find them: a valid resident ID (GB 11643) whatever
-    /// the issuer, else a site-local ID with its issuer through the patient index (`None`: unknown).
-    pub(crate) async fn patient_key_for(
+    /// The person an identifier names, for a look-up: an identifier that names two people is refused
+    /// (409 `patient_ambiguous`, audited as `conflict`).
+    pub(crate) async fn find_patient_for_lookup(
         &self,
+        who: &Principal,
         local: &LocalPatientId,
-    ) -> Result<Option<PatientKey>, AppError> {
-        Ok(match yilian_domain::ResidentId::parse(&local.id) {
-            Some(_) => Some(self.patient_key(local)),
-            None => {
-                self.catalog
-                    .patient_key_of(&local.issuer, &local.id)
-                    .await?
-            }
-        })
+        action: &str,
+    ) -> Result<crate::patients::PatientMatch, AppError> {
+        let found = self.find_patient(local).await?;
+        if found == crate::patients::PatientMatch::Ambiguous {
+            self.audit(
+                who,
+                action,
+                "patient",
+                &yilian_domain::mask_identifier(&local.id),
+                None,
+                "conflict",
+                format!(
+                    "identifier of issuer {} names more than one person",
+                    local.issuer
+                ),
+            )
+            .await?;
+            return Err(AppError::conflict(
+                "patient_ambiguous",
+                "这个院内号在本院关联到不止一位患者（号码重复或录入错误），请用身份证号查询。 This local ID is linked to more than one person at its site: search by resident ID.",
+            ));
+        }
+        Ok(found)
     }
 
     /// A signed report as a clinician sees it, with its signature checked and its recognition decided
     /// at `now`.
-    pub(crate) fn result_view(
+    pub(crate) async fn result_view(
         &self,
         exam: ExamRecord,
         report: ReportRecord,
         keys: &[PublicKeyRecord],
         now: UnixMillis,
-    ) -> ResultView {
+    ) -> Result<ResultView, AppError> {
+        // The body part its images say (the first series that says), for body-part items.
+        let body_part = self
+            .catalog
+            .study_series(&exam.study_uid)
+            .await?
+            .into_iter()
+            .find_map(|s| s.body_part.filter(|b| !b.trim().is_empty()));
         let signature_valid =
             report_document(&report).is_some_and(|doc| verify_document(&doc, keys).is_ok());
         let site = self.config.site(exam.site.as_str());
@@ -297,9 +330,10 @@ impl Hub {
             signed: report.status == ReportStatus::Final && signature_valid,
             revoked: false,
             performed_at,
+            body_part,
         };
         let recognition = recognise(&facts, &self.config.recognition, now);
-        ResultView {
+        Ok(ResultView {
             site_name: site
                 .map(|s| s.name.clone())
                 .unwrap_or_else(|| exam.site.to_string()),
@@ -308,7 +342,7 @@ impl Hub {
             performed_at,
             signature_valid,
             recognition,
-        }
+        })
     }
 
     /// A final report the caller may see: clinicians and readers any published report, a tech their

@@ -1197,6 +1197,12 @@ impl Config {
         self.validate_dicom(&site_ids)?;
         self.validate_rota()?;
         self.validate_lab(&site_ids)?;
+        if !yilian_policy::recognition::SCOPES.contains(&self.recognition.scope.as_str()) {
+            return Err(invalid(
+                "recognition.scope",
+                "must be alliance, city or province",
+            ));
+        }
         for (i, it) in self.recognition.items.iter().enumerate() {
             if it.validity_days <= 0 {
                 return Err(invalid(
@@ -1212,6 +1218,24 @@ impl Config {
                 return Err(invalid(
                     format!("recognition.items[{i}].analytes"),
                     "only the LAB item lists analytes",
+                ));
+            }
+            if let Some(scope) = &it.scope
+                && !yilian_policy::recognition::SCOPES.contains(&scope.as_str())
+            {
+                return Err(invalid(
+                    format!("recognition.items[{i}].scope"),
+                    "must be alliance, city or province",
+                ));
+            }
+            if it.body_part.is_some()
+                && it
+                    .modality
+                    .eq_ignore_ascii_case(yilian_policy::recognition::LAB_ITEM)
+            {
+                return Err(invalid(
+                    format!("recognition.items[{i}].body_part"),
+                    "only imaging items name a body part",
                 ));
             }
             if it.analytes.iter().any(|a| a.trim().is_empty()) {

@@ -43,6 +43,10 @@ pub struct DicomMeta {
     /// PatientID with IssuerOfPatientID when the file carries one.
     pub patient_id: String,
     pub issuer_of_patient_id: Option<String>,
+    /// The patient's other identifiers: Other Patient IDs Sequence (0010,1002) items with their
+    /// issuers, then the retired Other Patient IDs (0010,1000) values (no issuer). A resident ID among
+    /// them links the study to the patient's results at every site.
+    pub other_patient_ids: Vec<OtherPatientId>,
     pub patient_name: Option<String>,
     pub patient_birth_date: Option<String>,
     pub patient_sex: Option<String>,
@@ -62,7 +66,44 @@ pub struct DicomMeta {
     pub referring_physician_name: Option<String>,
 }
 
+/// One of a patient's other identifiers as the file carries it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OtherPatientId {
+    pub issuer: Option<String>,
+    pub id: String,
+}
+
+impl std::fmt::Debug for OtherPatientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OtherPatientId({:?}, {})",
+            self.issuer,
+            yilian_domain::mask_identifier(&self.id)
+        )
+    }
+}
+
 impl DicomMeta {
+    /// Every identifier the file gives the patient, each with its issuer (`default_issuer` for
+    /// those without one): PatientID first, then the other IDs, without repeats.
+    pub fn all_patient_ids(&self, default_issuer: &str) -> Vec<LocalPatientId> {
+        let mut out = vec![self.local_patient_id(default_issuer)];
+        for o in &self.other_patient_ids {
+            let id = LocalPatientId {
+                issuer: o
+                    .issuer
+                    .clone()
+                    .unwrap_or_else(|| default_issuer.to_string()),
+                id: o.id.clone(),
+            };
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        out
+    }
+
     pub fn local_patient_id(&self, default_issuer: &str) -> LocalPatientId {
         LocalPatientId {
             issuer: self
@@ -267,6 +308,53 @@ fn text(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// Other Patient IDs (0010,1000): retired, but older modalities still send it.
+const OTHER_PATIENT_IDS: Tag = Tag(0x0010, 0x1000);
+
+/// Other Patient IDs Sequence items (PatientID + IssuerOfPatientID), then the retired multi-valued
+/// Other Patient IDs. Items without a PatientID are skipped; at most 16 are kept.
+fn other_patient_ids(obj: &DefaultDicomObject) -> Vec<OtherPatientId> {
+    fn clean(s: &str) -> Option<String> {
+        let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+        (!s.is_empty()).then(|| s.to_string())
+    }
+    let mut out = Vec::new();
+    let items = obj
+        .element_opt(tags::OTHER_PATIENT_I_DS_SEQUENCE)
+        .ok()
+        .flatten()
+        .and_then(|e| e.items());
+    for item in items.unwrap_or(&[]) {
+        let field = |tag| {
+            item.element_opt(tag)
+                .ok()
+                .flatten()
+                .and_then(|e| e.to_str().ok())
+                .and_then(|s| clean(&s))
+        };
+        if let Some(id) = field(tags::PATIENT_ID) {
+            out.push(OtherPatientId {
+                issuer: field(tags::ISSUER_OF_PATIENT_ID),
+                id,
+            });
+        }
+    }
+    if let Some(values) = obj
+        .element_opt(OTHER_PATIENT_IDS)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_multi_str().ok())
+    {
+        for v in values.iter() {
+            if let Some(id) = clean(v) {
+                out.push(OtherPatientId { issuer: None, id });
+            }
+        }
+    }
+    out.truncate(16);
+    out
+}
+
 fn int(obj: &DefaultDicomObject, tag: Tag) -> Option<i64> {
     obj.element_opt(tag).ok().flatten()?.to_int::<i64>().ok()
 }
@@ -330,6 +418,7 @@ pub fn meta_of(obj: &DefaultDicomObject) -> Result<DicomMeta, DicomError> {
             .to_string(),
         patient_id: required(obj, tags::PATIENT_ID, "Patient ID")?,
         issuer_of_patient_id: text(obj, tags::ISSUER_OF_PATIENT_ID),
+        other_patient_ids: other_patient_ids(obj),
         patient_name: text(obj, tags::PATIENT_NAME),
         patient_birth_date: text(obj, tags::PATIENT_BIRTH_DATE),
         patient_sex: text(obj, tags::PATIENT_SEX),
@@ -353,7 +442,7 @@ pub fn meta_of(obj: &DefaultDicomObject) -> Result<DicomMeta, DicomError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use yilian_fixtures::{InstanceSpec, instance_bytes};
+    use yilian_fixtures::{InstanceSpec, instance_bytes, instance_bytes_with_other_ids};
 
     #[test]
     fn reads_the_catalog_attributes() {
@@ -449,6 +538,45 @@ mod tests {
                 bytes.len()
             );
         }
+    }
+
+    #[test]
+    fn reads_the_other_patient_ids_with_their_issuers() {
+        let bytes = instance_bytes_with_other_ids(
+            &InstanceSpec::ct(1),
+            &[
+                ("RID", "11010519491231002X"),
+                ("HX", "HX0001"),
+                ("DS", "D-77"),
+            ],
+        );
+        let m = parse_dicom(&bytes).unwrap();
+        assert_eq!(m.other_patient_ids.len(), 3);
+        assert_eq!(m.other_patient_ids[0].issuer.as_deref(), Some("RID"));
+        assert_eq!(m.other_patient_ids[0].id, "11010519491231002X");
+        // PatientID first; the repeat of HX/HX0001 is dropped; a missing issuer is the site's.
+        let ids: Vec<(String, String)> = m
+            .all_patient_ids("SITE")
+            .into_iter()
+            .map(|l| (l.issuer, l.id))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("HX", "HX0001"),
+                ("RID", "11010519491231002X"),
+                ("DS", "D-77")
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        assert!(
+            parse_dicom(&instance_bytes(&InstanceSpec::ct(1)))
+                .unwrap()
+                .other_patient_ids
+                .is_empty()
+        );
+        // Identifiers never reach a log line whole.
+        assert!(!format!("{:?}", m.other_patient_ids).contains("11010519491231002X"));
     }
 
     #[test]

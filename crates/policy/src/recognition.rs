@@ -30,6 +30,24 @@ pub struct RecognitionRule {
     /// without a window of its own. A platelet count ages in days, a lipid panel in weeks.
     #[serde(default)]
     pub analytes: Vec<String>,
+    /// Imaging only: the Body Part Examined (DICOM CS, e.g. `CHEST`) this window is for; a rule
+    /// naming the exam's body part wins over the modality's rule without one. A chest film ages
+    /// faster than a skull CT.
+    #[serde(default)]
+    pub body_part: Option<String>,
+    /// Where results of this item are recognised, when narrower or wider than the alliance's
+    /// `scope`: `alliance`, `city` or `province`.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// The scopes a recognition may have, narrowest first.
+pub const SCOPES: [&str; 3] = ["alliance", "city", "province"];
+
+impl RecognitionRule {
+    fn scope_or<'a>(&'a self, rules: &'a RecognitionRules) -> &'a str {
+        self.scope.as_deref().unwrap_or(&rules.scope)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -65,6 +83,8 @@ pub struct RecognitionFacts {
     pub revoked: bool,
     /// When the exam was performed (falls back to when it was received).
     pub performed_at: UnixMillis,
+    /// Body Part Examined of the exam's images, when they say.
+    pub body_part: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,10 +116,19 @@ pub fn recognise(
             facts.modality
         ));
     }
-    let rule = rules
-        .items
-        .iter()
-        .find(|r| r.modality.eq_ignore_ascii_case(&facts.modality));
+    let of_modality = || {
+        rules
+            .items
+            .iter()
+            .filter(|r| r.modality.eq_ignore_ascii_case(&facts.modality))
+    };
+    let same_part = |r: &&RecognitionRule| match (&r.body_part, &facts.body_part) {
+        (Some(a), Some(b)) => a.trim().eq_ignore_ascii_case(b.trim()),
+        _ => false,
+    };
+    let rule = of_modality()
+        .find(same_part)
+        .or_else(|| of_modality().find(|r| r.body_part.is_none()));
     let valid_until = rule.map(|r| facts.performed_at.plus_days(r.validity_days));
     match valid_until {
         None => reasons.push(format!(
@@ -113,7 +142,9 @@ pub fn recognise(
     RecognitionDecision {
         recognised,
         mark: recognised.then_some("HR"),
-        scope: recognised.then(|| rules.scope.clone()),
+        scope: rule
+            .filter(|_| recognised)
+            .map(|r| r.scope_or(rules).to_string()),
         valid_until,
         reasons,
     }
@@ -256,7 +287,9 @@ pub fn recognise_lab(
             decision: RecognitionDecision {
                 recognised,
                 mark: recognised.then_some("HR"),
-                scope: recognised.then(|| rules.scope.clone()),
+                scope: rule
+                    .filter(|_| recognised)
+                    .map(|i| i.scope_or(rules).to_string()),
                 valid_until,
                 reasons,
             },
@@ -321,6 +354,8 @@ mod tests {
                 modality: "CT".into(),
                 validity_days: 30,
                 analytes: Vec::new(),
+                body_part: None,
+                scope: None,
             }],
         }
     }
@@ -332,6 +367,7 @@ mod tests {
             signed: true,
             revoked: false,
             performed_at: UnixMillis(0),
+            body_part: Some("CHEST".into()),
         }
     }
 
@@ -343,6 +379,45 @@ mod tests {
         assert_eq!(d.scope.as_deref(), Some("alliance"));
         assert_eq!(d.valid_until, Some(UnixMillis(0).plus_days(30)));
         assert!(d.reasons.is_empty());
+    }
+
+    #[test]
+    fn a_body_part_rule_wins_and_an_item_may_set_its_own_scope() {
+        let mut r = rules();
+        r.items.push(RecognitionRule {
+            modality: "CT".into(),
+            validity_days: 7,
+            analytes: Vec::new(),
+            body_part: Some("chest".into()),
+            scope: Some("province".into()),
+        });
+        // A chest CT: the chest rule (7 days, recognised province-wide).
+        let d = recognise(&facts(), &r, UnixMillis(0).plus_days(5));
+        assert_eq!(d.valid_until, Some(UnixMillis(0).plus_days(7)));
+        assert_eq!(d.scope.as_deref(), Some("province"));
+        let d = recognise(&facts(), &r, UnixMillis(0).plus_days(8));
+        assert_eq!(
+            d.reasons,
+            vec!["older than its validity window".to_string()]
+        );
+        // A head CT, or one whose images do not say: the modality's rule.
+        for part in [Some("HEAD".to_string()), None] {
+            let f = RecognitionFacts {
+                body_part: part,
+                ..facts()
+            };
+            let d = recognise(&f, &r, UnixMillis(0).plus_days(8));
+            assert!(d.recognised);
+            assert_eq!(d.valid_until, Some(UnixMillis(0).plus_days(30)));
+            assert_eq!(d.scope.as_deref(), Some("alliance"));
+        }
+        // Only a body part rule: other body parts are not an item.
+        r.items.remove(0);
+        let f = RecognitionFacts {
+            body_part: Some("HEAD".into()),
+            ..facts()
+        };
+        assert!(!recognise(&f, &r, UnixMillis(0)).recognised);
     }
 
     #[test]
@@ -441,11 +516,15 @@ mod tests {
                         modality: "lab".into(),
                         validity_days: 30,
                         analytes: Vec::new(),
+                        body_part: None,
+                        scope: None,
                     },
                     RecognitionRule {
                         modality: "LAB".into(),
                         validity_days: 3,
                         analytes: vec!["777-3".into()],
+                        body_part: None,
+                        scope: Some("city".into()),
                     },
                 ],
             }
@@ -487,6 +566,9 @@ mod tests {
                 Some(UnixMillis(COLLECTED).plus_days(30))
             );
             assert_eq!(d.results[0].eqa.as_ref().map(|q| q.year), Some(2026));
+            // Potassium is recognised alliance-wide; the platelet item is configured city-wide.
+            assert_eq!(d.results[0].decision.scope.as_deref(), Some("alliance"));
+            assert_eq!(d.results[1].decision.scope.as_deref(), Some("city"));
             // Four days on, the platelet count is too old and so is the report; potassium is not.
             let later = recognise_lab(
                 &panel(),

@@ -468,7 +468,14 @@ pub async fn results(
         })
         .collect();
     items.extend(views.lab.iter().map(lab_result_json));
-    Ok(Json(json!({ "items": items })))
+    let mut body = json!({ "items": items, "unattributed": views.unattributed });
+    if views.unattributed > 0 {
+        body["warning"] = json!(format!(
+            "该患者有 {n} 个院内号同时关联到其他患者，这些号码下的结果未列出。 {n} of this patient's local IDs also name someone else: results filed only under them are not listed.",
+            n = views.unattributed
+        ));
+    }
+    Ok(Json(body))
 }
 
 fn recognition_json(r: &yilian_policy::RecognitionDecision) -> Value {

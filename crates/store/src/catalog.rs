@@ -6,8 +6,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use yilian_app::ports::*;
 use yilian_domain::{
-    ExamId, ExamKind, ExamState, PatientKey, PoolId, Priority, ReportId, ReportStatus,
-    SeriesInstanceUid, SiteId, SopClassUid, SopInstanceUid, StudyInstanceUid, UnixMillis, Username,
+    ExamId, ExamKind, ExamState, LocalPatientId, PatientKey, PoolId, Priority, ReportId,
+    ReportStatus, SeriesInstanceUid, SiteId, SopClassUid, SopInstanceUid, StudyInstanceUid,
+    UnixMillis, Username,
 };
 use yilian_signing::{PublicKeyRecord, format_time, parse_time};
 
@@ -571,6 +572,7 @@ impl Catalog for SqlCatalog {
             .await
             .map_err(db)?;
         }
+        crate::patients::link_ids(&mut tx, &n.linked_ids, &n.patient_key, &n.site, now).await?;
         insert_audit(&mut tx, &n.audit).await?;
         tx.commit().await.map_err(db)?;
         Ok(InsertOutcome::Inserted)
@@ -671,6 +673,18 @@ impl Catalog for SqlCatalog {
         .await
         .map_err(db)?;
         Ok(key.map(PatientKey))
+    }
+
+    async fn keys_linked_to_id(
+        &self,
+        issuer: &str,
+        patient_id: &str,
+    ) -> Result<Vec<PatientKey>, PortError> {
+        SqlCatalog::keys_linked_to_id(self, issuer, patient_id).await
+    }
+
+    async fn ids_linked_to_key(&self, key: &PatientKey) -> Result<Vec<LocalPatientId>, PortError> {
+        SqlCatalog::ids_linked_to_key(self, key).await
     }
 
     async fn patient_birth_date(

@@ -236,6 +236,14 @@ impl SqlCatalog {
         let mut stored = Vec::with_capacity(m.panels.len());
         for (i, p) in m.panels.iter().enumerate() {
             self.upsert_patient(&mut tx, m, p).await?;
+            crate::patients::link_ids(
+                &mut tx,
+                &p.linked_ids,
+                &p.patient_key,
+                &m.site,
+                m.received_at.0,
+            )
+            .await?;
             let order = order_of(&m.sending_facility, &p.panel);
             let has_order = order
                 .filler_order_number
