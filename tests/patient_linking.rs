@@ -148,9 +148,17 @@ async fn one_person_across_sites_never_another() {
         assert_eq!(studies, uids(&["2.25.7002"]));
         assert_eq!(lab, 0);
         assert_eq!(lookup(&t, "", R2).await.unwrap().0, uids(&["2.25.7002"]));
-        // A bare local number without its issuer, or one nobody issued, finds nobody.
-        assert!(lookup(&t, "", "1001").await.unwrap().0.is_empty());
+        // A local number nobody issued finds nobody; one without its issuer, or a resident ID with a
+        // wrong check character, is a question to fix, not an empty answer.
         assert!(lookup(&t, "HX", "9999").await.unwrap().0.is_empty());
+        assert_eq!(
+            lookup(&t, "", "1001").await.unwrap_err(),
+            (StatusCode::BAD_REQUEST, "bad_request".to_string())
+        );
+        assert_eq!(
+            lookup(&t, "", "110105194912310021").await.unwrap_err(),
+            (StatusCode::BAD_REQUEST, "bad_request".to_string())
+        );
 
         // 红星 reuses HX/1001 for person 3 (a data-entry error, or a recycled number).
         publish(&t, "wang.tech", "2.25.7005", "HX", "1001", &[("RID", R3)]).await;

@@ -32,6 +32,32 @@ pub fn site_ids(ids: &[LocalPatientId]) -> Vec<LocalPatientId> {
         .collect()
 }
 
+/// What a look-up accepts: a resident ID with a right check character (any issuer), or a site ID
+/// with the issuer that gave it. A resident-ID-shaped value whose check character is wrong is a typing
+/// error worth saying (400), not a site ID nobody issued.
+pub fn check_lookup_id(local: &LocalPatientId) -> Result<(), AppError> {
+    if ResidentId::parse(&local.id).is_some() {
+        return Ok(());
+    }
+    let id = local.id.trim();
+    let shaped = id.len() == 18
+        && id[..17].bytes().all(|b| b.is_ascii_digit())
+        && id[17..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'X' || b == b'x');
+    if shaped && local.issuer.trim().is_empty() {
+        return Err(AppError::Invalid(
+            "身份证号校验位不符（GB 11643），请核对。 The resident ID's check character is wrong (GB 11643): please check the number.".into(),
+        ));
+    }
+    if local.issuer.trim().is_empty() {
+        return Err(AppError::Invalid(
+            "院内号须注明发放机构（issuer）；身份证号无需。 A local patient ID needs its issuer; a resident ID does not.".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Whom a look-up found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PatientMatch {
@@ -150,5 +176,16 @@ mod tests {
         assert_eq!(keyed_id(&ids), Some(&ids[1]));
         assert_eq!(site_ids(&ids), vec![id("HX", "1001"), id("DS", "77")]);
         assert_eq!(keyed_id(&ids[..1]), None);
+    }
+
+    #[test]
+    fn a_look_up_needs_a_valid_resident_id_or_an_issued_local_id() {
+        assert!(check_lookup_id(&id("", "11010519491231002X")).is_ok());
+        assert!(check_lookup_id(&id("ANY", "11010519491231002x")).is_ok());
+        assert!(check_lookup_id(&id("HX", "1001")).is_ok());
+        let e = check_lookup_id(&id("", "110105194912310021")).unwrap_err();
+        assert!(e.to_string().contains("check character"), "{e}");
+        let e = check_lookup_id(&id(" ", "1001")).unwrap_err();
+        assert!(e.to_string().contains("needs its issuer"), "{e}");
     }
 }

@@ -276,6 +276,7 @@ impl Hub {
         local: &LocalPatientId,
         action: &str,
     ) -> Result<crate::patients::PatientMatch, AppError> {
+        crate::patients::check_lookup_id(local)?;
         let found = self.find_patient(local).await?;
         if found == crate::patients::PatientMatch::Ambiguous {
             self.audit(
