@@ -362,6 +362,8 @@ pub struct ServerConfig {
     pub max_body_bytes: u64,
     /// Memory for recently rendered frames and thumbnails (encoded bytes); 0 disables the cache.
     pub render_cache_bytes: u64,
+    /// Per-client request limits and the lockout after failed authentications (`[server.limits]`).
+    pub limits: LimitsConfig,
 }
 
 impl Default for ServerConfig {
@@ -371,6 +373,39 @@ impl Default for ServerConfig {
             public_url: None,
             max_body_bytes: 512 * 1024 * 1024,
             render_cache_bytes: 64 * 1024 * 1024,
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// Limits per client (a bearer token) and per source address, kept by each hub process (with several
+/// replicas, each enforces them on the requests it serves). 0 turns a limit off.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Sustained requests per minute per token; a client above it gets 429 with Retry-After.
+    pub requests_per_minute: u32,
+    /// Requests a token may make at once above the sustained rate (the bucket's size).
+    pub burst: u32,
+    /// Requests of one token in progress at once; more get 429 at once.
+    pub concurrent_requests: u32,
+    /// Failed authentications (a presented token that is not valid) from one source address within
+    /// `failure_window_secs` before that address is locked out.
+    pub auth_failures: u32,
+    pub failure_window_secs: u64,
+    /// How long a locked-out address gets 429 for every request carrying a token.
+    pub lockout_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            requests_per_minute: 6000,
+            burst: 600,
+            concurrent_requests: 32,
+            auth_failures: 20,
+            failure_window_secs: 300,
+            lockout_secs: 900,
         }
     }
 }

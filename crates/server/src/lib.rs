@@ -11,6 +11,7 @@ mod error;
 mod fhir;
 mod lab;
 mod lab_review;
+mod limits;
 mod metrics;
 pub mod mllp;
 pub mod openapi;
@@ -38,6 +39,8 @@ pub use mllp::{MllpServer, spawn_mllp};
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Hub,
+    /// Per-client limits and failed-authentication lockouts (`[server.limits]`).
+    limiter: std::sync::Arc<limits::Limiter>,
 }
 
 /// Limit for JSON API bodies; DICOMweb STOW uses `server.max_body_bytes` instead.
@@ -45,7 +48,10 @@ const API_BODY_LIMIT: usize = 1024 * 1024;
 
 /// Every route the hub serves.
 pub fn router(hub: Hub) -> Router {
-    let state = AppState { hub };
+    let state = AppState {
+        hub,
+        limiter: Default::default(),
+    };
     let dicomweb = Router::new()
         .route(
             "/dicomweb/studies",
@@ -197,6 +203,11 @@ pub fn router(hub: Hub) -> Router {
             fhir::routes().layer(DefaultBodyLimit::max(API_BODY_LIMIT)),
         )
         .fallback(api::not_found)
+        // Per-client rate and concurrency limits, and the lockout after failed authentications.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ))
         // Headers every response carries unless its handler set its own: no MIME sniffing, no framing,
         // no referrer, nothing cached by browsers or proxies (answers carry patient data), and a
         // content security policy that lets an API answer load nothing (pages will set their own).
@@ -241,9 +252,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(hub))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address reaches handlers and the limits (failed authentications are counted per address).
+    axum::serve(
+        listener,
+        router(hub).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// The routing sweep (studies that are complete or quiet get routed) and the escalation sweep
