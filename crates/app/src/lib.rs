@@ -19,6 +19,7 @@ pub mod reading;
 pub mod recognition;
 pub mod render_cache;
 pub mod rendering;
+pub mod repair;
 pub mod results;
 pub mod routing;
 pub mod search;

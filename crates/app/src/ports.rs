@@ -27,6 +27,14 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> UnixMillis;
 }
 
+/// One stored blob as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub key: String,
+    pub size: u64,
+    pub modified: UnixMillis,
+}
+
 /// Content-addressed blob storage. `put` returns only once the bytes are durable.
 #[async_trait]
 pub trait Blobs: Send + Sync {
@@ -41,6 +49,18 @@ pub trait Blobs: Send + Sync {
         self.put(key, Bytes::from(bytes)).await?;
         let _ = tokio::fs::remove_file(path).await;
         Ok(())
+    }
+    /// The blobs whose keys start with `prefix` (for the repair command). The default: not supported.
+    async fn list(&self, prefix: &str) -> Result<Vec<BlobInfo>, PortError> {
+        Err(PortError::Unavailable(format!(
+            "this blob store cannot list {prefix}"
+        )))
+    }
+    /// Removes a blob (the repair command's orphans); a missing blob is not an error.
+    async fn delete(&self, key: &str) -> Result<(), PortError> {
+        Err(PortError::Unavailable(format!(
+            "this blob store cannot delete {key}"
+        )))
     }
     /// A local folder where front ends spool uploads before `put_file` (on the blob store's
     /// filesystem for `file://`, so the file is moved instead of copied). `None`: the system's
@@ -806,6 +826,9 @@ pub trait Catalog: Send + Sync {
         issuer: &str,
         patient_id: &str,
     ) -> Result<Option<PatientKey>, PortError>;
+    /// The blob keys in `[from, to)` that catalog rows point to (instances, ECG originals, lab
+    /// messages), without repeats.
+    async fn referenced_blob_keys(&self, from: &str, to: &str) -> Result<Vec<String>, PortError>;
     /// The patient keys a site identifier was filed under (the alliance patient index).
     async fn keys_linked_to_id(
         &self,

@@ -1,5 +1,6 @@
 //! `yilian`: run the hub (`demo`, `serve`), make tokens (`user token`), verify a signed report offline
-//! (`verify`), write the synthetic fixtures (`fixtures`).
+//! (`verify`), check the audit chain (`audit verify`), find orphan and missing blobs (`repair blobs`),
+//! write the synthetic fixtures (`fixtures`).
 
 use std::path::PathBuf;
 
@@ -47,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Repairs (`repair blobs`): find blobs no catalog row points to and rows whose blob is missing.
+    Repair {
+        #[command(subcommand)]
+        command: RepairCommand,
+    },
     /// Replay one synthetic county day (ECG and imaging arrivals, readers on shifts) through the real
     /// hub under a virtual clock, with the hub's priority order and with first-in-first-out, and print
     /// SLA compliance and turnaround per priority.
@@ -80,6 +86,24 @@ enum FixturesCommand {
 enum AuditCommand {
     /// Walk the audit hash chain and report the first edited, removed, inserted or reordered event.
     Verify {
+        /// Configuration file; the embedded demo alliance when absent.
+        #[arg(long, env = "YILIAN_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepairCommand {
+    /// Walk the blob store: report orphan blobs (nothing points to them) and missing blobs (a catalog
+    /// row points to nothing); with --delete, remove the orphans older than --grace-secs. Exit 1 when
+    /// a blob is missing.
+    Blobs {
+        /// Remove the orphans (otherwise only report them).
+        #[arg(long)]
+        delete: bool,
+        /// Unreferenced blobs younger than this may belong to an upload in progress: left alone.
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: i64,
         /// Configuration file; the embedded demo alliance when absent.
         #[arg(long, env = "YILIAN_CONFIG")]
         config: Option<PathBuf>,
@@ -173,6 +197,45 @@ async fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             }
+        }
+        Command::Repair {
+            command:
+                RepairCommand::Blobs {
+                    delete,
+                    grace_secs,
+                    config,
+                },
+        } => {
+            let hub = yilian::open_hub(load(config.as_ref())?).await?;
+            let r = hub
+                .repair_blobs(delete, grace_secs)
+                .await
+                .context("walking the blob store")?;
+            let orphan_bytes: u64 = r.orphans.iter().map(|b| b.size).sum();
+            println!(
+                "{} blobs ({} bytes); {} orphan(s) ({} bytes){}; {} recent unreferenced left alone; {} missing",
+                r.blobs,
+                r.bytes,
+                r.orphans.len(),
+                orphan_bytes,
+                if delete {
+                    format!(", {} deleted", r.deleted)
+                } else {
+                    " (report only: --delete removes them)".into()
+                },
+                r.recent_unreferenced,
+                r.missing.len()
+            );
+            for b in &r.orphans {
+                println!("orphan  {}  {} bytes", b.key, b.size);
+            }
+            for k in &r.missing {
+                println!("MISSING {k}");
+            }
+            if !r.missing.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Fixtures {
             kind: Some(FixturesCommand::Corpus { dir }),

@@ -675,6 +675,10 @@ impl Catalog for SqlCatalog {
         Ok(key.map(PatientKey))
     }
 
+    async fn referenced_blob_keys(&self, from: &str, to: &str) -> Result<Vec<String>, PortError> {
+        self.blob_keys_between(from, to).await
+    }
+
     async fn keys_linked_to_id(
         &self,
         issuer: &str,

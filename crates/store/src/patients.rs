@@ -1,5 +1,6 @@
 //! The alliance patient index (`patient_links`): which site identifiers were filed under which
-//! patient keys. Written in the ingest transactions; read by look-ups (`app::patients`).
+//! patient keys. Written in the ingest transactions; read by look-ups (`app::patients`). Also the
+//! blob keys catalog rows point to, one key range at a time (`yilian repair blobs`).
 
 use sqlx::{Any, Row, Transaction};
 use yilian_app::ports::PortError;
@@ -34,6 +35,26 @@ pub(crate) async fn link_ids(
 }
 
 impl SqlCatalog {
+    pub(crate) async fn blob_keys_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<String>, PortError> {
+        let rows = sqlx::query(
+            "SELECT blob_key FROM instances WHERE blob_key >= $1 AND blob_key < $2 \
+             UNION SELECT source_blob_key FROM ecg_records WHERE source_blob_key >= $1 AND source_blob_key < $2 \
+             UNION SELECT blob_key FROM lab_messages WHERE blob_key >= $1 AND blob_key < $2",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(db))
+            .collect()
+    }
+
     pub(crate) async fn keys_linked_to_id(
         &self,
         issuer: &str,

@@ -129,6 +129,15 @@ impl Blobs for FsBlobs {
         Some(self.staging.clone())
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<yilian_app::ports::BlobInfo>, PortError> {
+        super::list_blobs(&self.store, prefix, "").await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PortError> {
+        let path = object_path(key)?;
+        super::delete_blob(&self.store, key, &path).await
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes, PortError> {
         let path = object_path(key)?;
         let got = self

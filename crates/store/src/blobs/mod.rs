@@ -98,3 +98,42 @@ pub(crate) async fn head_size(
         Err(e) => Err(port_error(key, e)),
     }
 }
+
+/// Lists `prefix` in `store`, keys given back without `strip` (an S3 store's own prefix).
+pub(crate) async fn list_blobs(
+    store: &dyn ObjectStore,
+    prefix: &str,
+    strip: &str,
+) -> Result<Vec<yilian_app::ports::BlobInfo>, PortError> {
+    use futures::TryStreamExt;
+    let path = object_path(prefix.trim_end_matches('/'))?;
+    let metas: Vec<object_store::ObjectMeta> = match store.list(Some(&path)).try_collect().await {
+        Ok(m) => m,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(port_error(prefix, e)),
+    };
+    Ok(metas
+        .into_iter()
+        .filter_map(|m| {
+            let full = m.location.to_string();
+            let key = full.strip_prefix(strip)?.to_string();
+            Some(yilian_app::ports::BlobInfo {
+                key,
+                size: m.size,
+                modified: yilian_domain::UnixMillis(m.last_modified.timestamp_millis()),
+            })
+        })
+        .collect())
+}
+
+/// Deletes `path`; already gone is fine.
+pub(crate) async fn delete_blob(
+    store: &dyn ObjectStore,
+    key: &str,
+    path: &object_store::path::Path,
+) -> Result<(), PortError> {
+    match store.delete(path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(port_error(key, e)),
+    }
+}

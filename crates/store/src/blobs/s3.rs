@@ -278,6 +278,22 @@ impl Source {
 
 #[async_trait]
 impl Blobs for S3Blobs {
+    async fn list(&self, prefix: &str) -> Result<Vec<yilian_app::ports::BlobInfo>, PortError> {
+        let _permit = self.requests.acquire().await;
+        super::list_blobs(
+            self.store.as_ref(),
+            &format!("{}{prefix}", self.prefix),
+            &self.prefix,
+        )
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PortError> {
+        let path = self.path(key)?;
+        let _permit = self.requests.acquire().await;
+        super::delete_blob(self.store.as_ref(), key, &path).await
+    }
+
     async fn put(&self, key: &str, bytes: Bytes) -> Result<(), PortError> {
         if bytes.len() <= self.tuning.part_size {
             self.put_whole(key, bytes).await
