@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod lab;
 pub mod lab_fhir;
 pub mod lab_review;
+pub mod lifecycle;
 pub mod metrics;
 pub mod notify;
 pub mod ports;
@@ -21,6 +22,7 @@ pub mod rendering;
 pub mod results;
 pub mod routing;
 pub mod search;
+pub mod templates;
 pub mod tokens;
 
 pub use access::{Action, Principal, allowed};

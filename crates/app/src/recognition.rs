@@ -123,7 +123,7 @@ impl Hub {
             DecisionTarget::Report(id) => {
                 let (report, exam) = self.report_in_scope(who, id).await?;
                 let keys = self.catalog.public_keys().await?;
-                let v = self.result_view(exam, report, &keys, now);
+                let v = self.result_view(exam, report, &keys, now).await?;
                 (
                     "report",
                     id.to_string(),
@@ -368,7 +368,7 @@ impl Hub {
             if !exam.modality.trim().eq_ignore_ascii_case(item) {
                 continue;
             }
-            let v = self.result_view(exam, report, &keys, now);
+            let v = self.result_view(exam, report, &keys, now).await?;
             out.push(PriorResult {
                 kind: "report",
                 id: v.report.report_id.to_string(),

@@ -7,6 +7,7 @@ pub mod catalog;
 mod lab;
 mod lab_fhir;
 mod lab_review;
+mod lifecycle;
 mod recognition;
 pub mod search;
 pub mod vault;
