@@ -91,6 +91,8 @@ fn allowed(method: &str, path: &str) -> &'static [R] {
         ("POST", "/api/v1/results/", &[Clinician]),
         ("GET", "/api/v1/results", &[Reader, Clinician]),
         ("GET", "/api/v1/reports/", &[Tech, Reader, Clinician]),
+        // Amend and revoke a signed report: readers (scope and seniority decided in app).
+        ("POST", "/api/v1/reports/", &[Reader]),
         ("GET", "/api/v1/admin/", &[Admin]),
         ("POST", "/api/v1/admin/", &[Admin]),
         ("GET", "/metrics", &[Admin]),

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod lab;
 pub mod lab_fhir;
 pub mod lab_review;
+pub mod lifecycle;
 pub mod metrics;
 pub mod notify;
 pub mod patients;
@@ -23,6 +24,7 @@ pub mod repair;
 pub mod results;
 pub mod routing;
 pub mod search;
+pub mod templates;
 pub mod tokens;
 
 pub use access::{Action, Principal, allowed};

@@ -436,6 +436,37 @@ pub struct ReportRecord {
     pub algorithm: Option<String>,
     pub signature: Option<String>,
     pub document: Option<String>,
+    /// The template the text was written in (`None`: a report from before templates).
+    pub template: Option<String>,
+    /// JSON array of `{key, label, text}` in template order (`None`: before templates).
+    pub sections: Option<String>,
+}
+
+/// A signed revocation (作废) of a report's latest version: the exam's result is withdrawn.
+#[derive(Clone, Debug)]
+pub struct RevocationRecord {
+    pub revocation_id: String,
+    pub report_id: ReportId,
+    pub exam_id: ExamId,
+    pub version: i64,
+    pub reason: String,
+    pub revoked_by: Username,
+    pub revoked_at: UnixMillis,
+    pub key_id: String,
+    pub algorithm: String,
+    pub signature: String,
+    /// The canonical revocation document that was signed.
+    pub document: String,
+}
+
+/// How an amendment or a revocation went in the catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LifecycleOutcome {
+    Stored,
+    /// A later version exists (someone amended first).
+    Superseded,
+    /// The exam's result is revoked.
+    Revoked,
 }
 
 /// One exam's turnaround as the catalog records it. No patient data: aggregates are built from these
@@ -1051,7 +1082,27 @@ pub trait Catalog: Send + Sync {
     /// The latest final report of an exam.
     async fn final_report_of(&self, exam: &ExamId) -> Result<Option<ReportRecord>, PortError>;
     async fn latest_final_version(&self, exam: &ExamId) -> Result<Option<i64>, PortError>;
-    /// Final reports of a patient's exams, newest first.
+    /// Every final version of an exam's report, oldest first.
+    async fn final_reports_of(&self, exam: &ExamId) -> Result<Vec<ReportRecord>, PortError>;
+    /// The exam's revocation, if its result was revoked.
+    async fn revocation_of(&self, exam: &ExamId) -> Result<Option<RevocationRecord>, PortError>;
+    /// One transaction, serialised on the exam's row: stores `report` (a final row, version
+    /// `previous_version + 1`) and the notification, when `previous_version` is still the latest
+    /// and the exam's result is not revoked. Nothing is updated.
+    async fn amend_report(
+        &self,
+        report: &ReportRecord,
+        previous_version: i64,
+        notification: &Notification,
+    ) -> Result<LifecycleOutcome, PortError>;
+    /// One transaction, serialised on the exam's row: stores the revocation and the notification
+    /// when the revoked version is still the latest and the exam is not revoked yet.
+    async fn revoke_report(
+        &self,
+        revocation: &RevocationRecord,
+        notification: &Notification,
+    ) -> Result<LifecycleOutcome, PortError>;
+    /// The latest final report of each of a patient's exams, newest first.
     async fn results_of_patient(
         &self,
         patient: &PatientKey,

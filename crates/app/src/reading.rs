@@ -8,15 +8,13 @@ use yilian_signing::{SignedDocument, format_time};
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
 use crate::hub::Hub;
-use crate::ports::{ExamRecord, InstanceRecord, ReportRecord};
+use crate::ports::{ExamRecord, InstanceRecord, ReportRecord, StudyRecord};
+use crate::templates::{ComposedReport, stored_sections};
 
-/// What the reader writes. Findings describe the result; the impression is the conclusion. They are kept
-/// apart because mutual recognition covers result data, not the conclusion.
-#[derive(Clone, Debug, Default)]
-pub struct ReportInput {
-    pub findings: String,
-    pub impression: String,
-}
+/// What the reader writes (text per template section; the legacy findings/impression fields map to
+/// sections). Findings describe the result; the impression is the conclusion. They are kept apart
+/// because mutual recognition covers result data, not the conclusion.
+pub use crate::templates::ReportInput;
 
 /// An exam as the reader opens it.
 #[derive(Clone, Debug)]
@@ -281,24 +279,9 @@ impl Hub {
             ));
         }
         self.holds(who, &exam)?;
-        let text = match input {
-            Some(i) => i,
-            None => self
-                .catalog
-                .draft_of(exam_id)
-                .await?
-                .map(|d| ReportInput {
-                    findings: d.findings,
-                    impression: d.impression,
-                })
-                .unwrap_or_default(),
-        };
-        if text.findings.trim().is_empty() || text.impression.trim().is_empty() {
-            return Err(AppError::Invalid(
-                "a report needs findings and an impression before it is submitted".into(),
-            ));
-        }
-        self.save_draft(who, exam_id, text).await?;
+        let text = self.composed_text(&exam, input).await?;
+        text.check_required("submitted")?;
+        self.save_composed_draft(who, &exam, &text).await?;
         if !self
             .catalog
             .submit_for_review(exam_id, &who.username, self.now())
@@ -335,6 +318,38 @@ impl Hub {
         require(who, Action::ReportExam)?;
         let exam = self.exam_for_reader(who, exam_id).await?;
         self.holds(who, &exam)?;
+        let text = ComposedReport::compose(self.template_of(&exam)?, None, &input)?;
+        self.save_composed_draft(who, &exam, &text).await
+    }
+
+    /// The text a sign or submit works on: `input` laid into the exam's template when given (it
+    /// replaces the draft), else the saved draft.
+    async fn composed_text(
+        &self,
+        exam: &ExamRecord,
+        input: Option<ReportInput>,
+    ) -> Result<ComposedReport, AppError> {
+        let template = self.template_of(exam)?;
+        match input {
+            Some(i) => ComposedReport::compose(template, None, &i),
+            None => {
+                let base = self
+                    .catalog
+                    .draft_of(&exam.exam_id)
+                    .await?
+                    .map(|d| stored_sections(&d, &template));
+                ComposedReport::compose(template, base.as_deref(), &ReportInput::default())
+            }
+        }
+    }
+
+    async fn save_composed_draft(
+        &self,
+        who: &Principal,
+        exam: &ExamRecord,
+        text: &ComposedReport,
+    ) -> Result<ReportRecord, AppError> {
+        let exam_id = &exam.exam_id;
         let now = self.now();
         let existing = self.catalog.draft_of(exam_id).await?;
         let draft = ReportRecord {
@@ -345,8 +360,8 @@ impl Hub {
             exam_id: exam_id.clone(),
             version: 1,
             status: ReportStatus::Draft,
-            findings: input.findings,
-            impression: input.impression,
+            findings: text.findings(),
+            impression: text.impression(),
             author: who.username.clone(),
             created_at: existing.as_ref().map(|d| d.created_at).unwrap_or(now),
             updated_at: now,
@@ -355,6 +370,8 @@ impl Hub {
             algorithm: None,
             signature: None,
             document: None,
+            template: Some(text.template.id.clone()),
+            sections: Some(text.sections_json().to_string()),
         };
         self.catalog.save_draft(&draft).await?;
         Ok(draft)
@@ -391,26 +408,9 @@ impl Hub {
             ));
         }
         let draft = self.catalog.draft_of(exam_id).await?;
-        let text = match (input, &draft) {
-            (Some(i), _) => i,
-            (None, Some(d)) => ReportInput {
-                findings: d.findings.clone(),
-                impression: d.impression.clone(),
-            },
-            (None, None) => ReportInput::default(),
-        };
-        if text.findings.trim().is_empty() || text.impression.trim().is_empty() {
-            return Err(AppError::Invalid(
-                "a report needs findings and an impression before it is signed".into(),
-            ));
-        }
-        let study = self
-            .catalog
-            .study(&exam.study_uid)
-            .await?
-            .ok_or(AppError::NotFound("study"))?;
-        let mut instances = self.catalog.study_instances(&exam.study_uid).await?;
-        instances.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
+        let text = self.composed_text(&exam, input).await?;
+        text.check_required("signed")?;
+        let (study, instances) = self.study_and_instances(&exam).await?;
         let now = self.now();
         let report_id = draft
             .as_ref()
@@ -425,35 +425,16 @@ impl Hub {
         });
         let (signed, canonical) = self
             .sign_document(&who.username, |key| {
-                let mut report = json!({
-                    "schema": REPORT_SCHEMA,
-                    "report_id": report_id.as_str(),
-                    "version": 1,
-                    "alliance": self.config.alliance.id,
-                    "exam": {
-                        "exam_id": exam.exam_id.as_str(),
-                        "kind": exam.kind.as_str(),
-                        "modality": exam.modality,
-                        "study_instance_uid": exam.study_uid.as_str(),
-                        "site_id": exam.site.as_str(),
-                        "accession_number": study.accession_number,
-                        "study_date": study.study_date,
-                    },
-                    "patient": { "patient_key": exam.patient_key.0 },
-                    "results": instances.iter().map(|i| json!({
-                        "sop_instance_uid": i.sop_instance_uid.as_str(),
-                        "sop_class_uid": i.sop_class_uid.as_str(),
-                        "sha256": i.sha256,
-                    })).collect::<Vec<_>>(),
-                    "findings": text.findings,
-                    "impression": text.impression,
-                    "signer": {
-                        "username": who.username.as_str(),
-                        "name": who.name,
-                        "site_id": who.site.as_str(),
-                        "key_id": key.key_id,
-                    },
-                    "signed_at": format_time(now.0),
+                let mut report = self.report_json(&ReportParts {
+                    report_id: &report_id,
+                    version: 1,
+                    exam: &exam,
+                    study: &study,
+                    instances: &instances,
+                    text: &text,
+                    who,
+                    key_id: &key.key_id,
+                    now,
                 });
                 if let Some(d) = drafted_by {
                     report["drafted_by"] = d;
@@ -466,8 +447,8 @@ impl Hub {
             exam_id: exam_id.clone(),
             version: 1,
             status: ReportStatus::Final,
-            findings: text.findings,
-            impression: text.impression,
+            findings: text.findings(),
+            impression: text.impression(),
             author: who.username.clone(),
             created_at: draft.as_ref().map(|d| d.created_at).unwrap_or(now),
             updated_at: now,
@@ -476,6 +457,8 @@ impl Hub {
             algorithm: Some(signed.signature.algorithm.clone()),
             signature: Some(signed.signature.value.clone()),
             document: Some(canonical),
+            template: Some(text.template.id.clone()),
+            sections: Some(text.sections_json().to_string()),
         };
         if !self
             .catalog
@@ -498,6 +481,76 @@ impl Hub {
         )
         .await?;
         Ok(signed)
+    }
+}
+
+/// What a signed report document is built from.
+pub(crate) struct ReportParts<'a> {
+    pub report_id: &'a ReportId,
+    pub version: i64,
+    pub exam: &'a ExamRecord,
+    pub study: &'a StudyRecord,
+    /// Sorted by SOP Instance UID.
+    pub instances: &'a [InstanceRecord],
+    pub text: &'a ComposedReport,
+    pub who: &'a Principal,
+    pub key_id: &'a str,
+    pub now: UnixMillis,
+}
+
+impl Hub {
+    /// The study and its instances sorted by SOP Instance UID, as a report document lists them.
+    pub(crate) async fn study_and_instances(
+        &self,
+        exam: &ExamRecord,
+    ) -> Result<(StudyRecord, Vec<InstanceRecord>), AppError> {
+        let study = self
+            .catalog
+            .study(&exam.study_uid)
+            .await?
+            .ok_or(AppError::NotFound("study"))?;
+        let mut instances = self.catalog.study_instances(&exam.study_uid).await?;
+        instances.sort_by(|a, b| a.sop_instance_uid.cmp(&b.sop_instance_uid));
+        Ok((study, instances))
+    }
+
+    /// The `report` member of a signed report (schema [`REPORT_SCHEMA`]): exam identity, patient key,
+    /// result references with checksums, the text (legacy `findings`/`impression` and the template's
+    /// `sections`), signer and time. Amendments add `supersedes` and `amendment`.
+    pub(crate) fn report_json(&self, p: &ReportParts<'_>) -> serde_json::Value {
+        let (exam, study) = (p.exam, p.study);
+        json!({
+            "schema": REPORT_SCHEMA,
+            "report_id": p.report_id.as_str(),
+            "version": p.version,
+            "alliance": self.config.alliance.id,
+            "exam": {
+                "exam_id": exam.exam_id.as_str(),
+                "kind": exam.kind.as_str(),
+                "modality": exam.modality,
+                "study_instance_uid": exam.study_uid.as_str(),
+                "site_id": exam.site.as_str(),
+                "accession_number": study.accession_number,
+                "study_date": study.study_date,
+            },
+            "patient": { "patient_key": exam.patient_key.0 },
+            "results": p.instances.iter().map(|i| json!({
+                "sop_instance_uid": i.sop_instance_uid.as_str(),
+                "sop_class_uid": i.sop_class_uid.as_str(),
+                "sha256": i.sha256,
+            })).collect::<Vec<_>>(),
+            "findings": p.text.findings(),
+            "impression": p.text.impression(),
+            "template": p.text.template.id,
+            "sections": p.text.sections_json(),
+            "signer": {
+                "username": p.who.username.as_str(),
+                "name": p.who.name,
+                "site_id": p.who.site.as_str(),
+                "key_id": p.key_id,
+            },
+            "signed_at": format_time(p.now.0),
+        })
     }
 }
 

@@ -16,6 +16,7 @@ use yilian_signing::{PublicKeyRecord, SignatureBlock, SignedDocument, verify_doc
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
 use crate::hub::Hub;
+use crate::lifecycle::ReportLifecycle;
 use crate::ports::{ExamRecord, InstanceRecord, PortError, ReportRecord, StudyRecord};
 
 /// One published result as a clinician sees it.
@@ -27,6 +28,8 @@ pub struct ResultView {
     pub performed_at: UnixMillis,
     pub signature_valid: bool,
     pub recognition: RecognitionDecision,
+    /// The exam's versions and revocation (a revoked result is never recognised).
+    pub lifecycle: ReportLifecycle,
 }
 
 /// What a look-up found: signed imaging/ECG reports and published lab reports.
@@ -62,6 +65,8 @@ pub struct Verification {
     pub valid: bool,
     pub latest: bool,
     pub checks: Vec<Check>,
+    /// Superseded by, the version chain, revoked.
+    pub lifecycle: ReportLifecycle,
 }
 
 fn study_date_millis(d: Option<&str>) -> Option<UnixMillis> {
@@ -300,8 +305,8 @@ impl Hub {
         Ok(found)
     }
 
-    /// A signed report as a clinician sees it, with its signature checked and its recognition decided
-    /// at `now`.
+    /// A signed report as a clinician sees it, with its signature checked, its versions and
+    /// revocation, and its recognition decided at `now`.
     pub(crate) async fn result_view(
         &self,
         exam: ExamRecord,
@@ -316,6 +321,7 @@ impl Hub {
             .await?
             .into_iter()
             .find_map(|s| s.body_part.filter(|b| !b.trim().is_empty()));
+        let lifecycle = self.lifecycle_of(&report).await?;
         let signature_valid =
             report_document(&report).is_some_and(|doc| verify_document(&doc, keys).is_ok());
         let site = self.config.site(exam.site.as_str());
@@ -329,7 +335,7 @@ impl Hub {
                     .any(|m| m.eq_ignore_ascii_case(&exam.modality))
             }),
             signed: report.status == ReportStatus::Final && signature_valid,
-            revoked: false,
+            revoked: lifecycle.revocation.is_some(),
             performed_at,
             body_part,
         };
@@ -343,6 +349,7 @@ impl Hub {
             performed_at,
             signature_valid,
             recognition,
+            lifecycle,
         })
     }
 
@@ -377,15 +384,17 @@ impl Hub {
         }
     }
 
-    /// The signed document, as `yilian verify` reads it.
+    /// The signed document, as `yilian verify` reads it, and where the version stands (superseded
+    /// by, revoked).
     pub async fn signed_report(
         &self,
         who: &Principal,
         report_id: &ReportId,
-    ) -> Result<SignedDocument, AppError> {
+    ) -> Result<(SignedDocument, ReportLifecycle), AppError> {
         let (report, exam) = self.report_in_scope(who, report_id).await?;
         let doc = report_document(&report)
             .ok_or_else(|| PortError::Corrupt(format!("report {report_id} has no document")))?;
+        let lifecycle = self.lifecycle_of(&report).await?;
         self.audit(
             who,
             "report.read",
@@ -396,7 +405,7 @@ impl Hub {
             "",
         )
         .await?;
-        Ok(doc)
+        Ok((doc, lifecycle))
     }
 
     /// Online verification: signature and key validity (as offline), plus the referenced blobs'
@@ -469,21 +478,10 @@ impl Hub {
                 )
             },
         });
-        let latest_version = self
-            .catalog
-            .latest_final_version(&exam.exam_id)
-            .await?
-            .unwrap_or(report.version);
-        let latest = latest_version <= report.version;
-        checks.push(Check {
-            name: "latest",
-            ok: latest,
-            detail: if latest {
-                "this is the latest version".into()
-            } else {
-                format!("superseded by version {latest_version}")
-            },
-        });
+        // Latest (or superseded by which version) and not revoked: `lifecycle`.
+        let lifecycle = self.lifecycle_of(&report).await?;
+        let latest = lifecycle.latest();
+        checks.extend(lifecycle.checks());
         let valid = checks.iter().all(|c| c.ok);
         self.audit(
             who,
@@ -500,6 +498,7 @@ impl Hub {
             valid,
             latest,
             checks,
+            lifecycle,
         })
     }
 

@@ -373,10 +373,7 @@ async fn run(seed: u64, order: Order, dir: &std::path::Path) -> anyhow::Result<R
                 if done > minute {
                     continue;
                 }
-                let input = ReportInput {
-                    findings: "模拟所见。".into(),
-                    impression: "模拟结论。".into(),
-                };
+                let input = ReportInput::legacy("模拟所见。", "模拟结论。");
                 hub.sign(reader, &exam, Some(input)).await?;
                 *reads.entry(reader.username.to_string()).or_insert(0) += 1;
                 if let Some(o) = outcomes.get_mut(exam.as_str()) {

@@ -12,6 +12,9 @@ use yilian_policy::{
     EcgAlertRules, Qualifications, RecognitionRules, Rota, RoutingRule, RoutingRules,
 };
 
+mod report;
+pub use report::{ReportConfig, ReportSection, ReportTemplate, default_templates};
+
 /// The demo alliance, embedded so `yilian demo` works from any directory.
 pub const DEMO_TOML: &str = include_str!("../../../config/demo.toml");
 
@@ -80,6 +83,9 @@ pub struct Config {
     /// Lab messages in (`[lab]`): the MLLP listener, the LIS senders of each site, the LOINC table.
     #[serde(default)]
     pub lab: LabConfig,
+    /// Report templates (`[[report.templates]]`); built-in imaging and ECG templates otherwise.
+    #[serde(default)]
+    pub report: ReportConfig,
     /// Where the configuration was read from, and where each routing rule sits in it.
     #[serde(skip)]
     source: Source,
@@ -1238,6 +1244,7 @@ impl Config {
                 "must be alliance, city or province",
             ));
         }
+        self.report.validate()?;
         for (i, it) in self.recognition.items.iter().enumerate() {
             if it.validity_days <= 0 {
                 return Err(invalid(

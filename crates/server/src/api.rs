@@ -4,9 +4,12 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 use yilian_app::duty::Duty;
+use yilian_app::lifecycle::revocation_json;
 use yilian_app::ports::{ExamRecord, ReportRecord};
 use yilian_app::reading::ReportInput;
 use yilian_app::routing::RouteOutcome;
@@ -79,10 +82,20 @@ fn exam_json(st: &AppState, e: &ExamRecord) -> Value {
     })
 }
 
+/// A stored report's `sections` (JSON text) as JSON; `null` for a report from before templates.
+fn sections_value(r: &ReportRecord) -> Value {
+    r.sections
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null)
+}
+
 fn draft_json(r: &ReportRecord) -> Value {
     json!({
         "report_id": r.report_id.as_str(),
         "status": r.status.as_str(),
+        "template": r.template,
+        "sections": sections_value(r),
         "findings": r.findings,
         "impression": r.impression,
         "author": r.author.as_str(),
@@ -241,10 +254,7 @@ pub async fn submit_for_review(
     Path(id): Path<String>,
     body: Option<Json<ReportBody>>,
 ) -> ApiResult {
-    let input = body.map(|Json(b)| ReportInput {
-        findings: b.findings,
-        impression: b.impression,
-    });
+    let input = body.map(|Json(b)| b.into_input());
     let exam = st.hub.submit_for_review(&who, &exam_id(id)?, input).await?;
     Ok(Json(exam_json(&st, &exam)))
 }
@@ -299,8 +309,105 @@ pub async fn release(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportBody {
-    findings: String,
-    impression: String,
+    /// Legacy: fills the template's `findings` section (else its first).
+    #[serde(default)]
+    findings: Option<String>,
+    /// Legacy: fills the template's `impression` section (else its last).
+    #[serde(default)]
+    impression: Option<String>,
+    /// Text per section key of the exam's template.
+    #[serde(default)]
+    sections: BTreeMap<String, String>,
+}
+
+impl ReportBody {
+    fn into_input(self) -> ReportInput {
+        ReportInput {
+            findings: self.findings,
+            impression: self.impression,
+            sections: self.sections,
+        }
+    }
+}
+
+/// `POST /api/v1/reports/{id}/amend`: sections (and/or the legacy fields) over the amended version's,
+/// and the reason.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmendBody {
+    #[serde(default)]
+    findings: Option<String>,
+    #[serde(default)]
+    impression: Option<String>,
+    #[serde(default)]
+    sections: BTreeMap<String, String>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/v1/reports/{id}/revoke`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    #[serde(default)]
+    reason: String,
+}
+
+/// `GET /api/v1/exams/{id}/report/template`: the sections the exam's report is written in.
+pub async fn report_template(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let t = st.hub.exam_template(&who, &exam_id(id)?).await?;
+    Ok(Json(json!({
+        "id": t.id,
+        "kind": t.kind,
+        "modality": t.modality,
+        "sections": t.sections.iter().map(|s| json!({
+            "key": s.key,
+            "label_zh": s.label_zh,
+            "label_en": s.label_en,
+            "required": s.required,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+/// `POST /api/v1/reports/{id}/amend`: a new signed version; answers its signed document.
+pub async fn amend(
+    State(st): State<AppState>,
+    Authorized(who, _): Authorized<act::ReportExam>,
+    Path(id): Path<String>,
+    Json(body): Json<AmendBody>,
+) -> ApiResult {
+    let doc = st
+        .hub
+        .amend_report(
+            &who,
+            &report_id(id)?,
+            ReportInput {
+                findings: body.findings,
+                impression: body.impression,
+                sections: body.sections,
+            },
+            &body.reason,
+        )
+        .await?;
+    Ok(Json(serde_json::to_value(doc).unwrap_or(Value::Null)))
+}
+
+/// `POST /api/v1/reports/{id}/revoke`: a signed revocation (作废); answers the revocation.
+pub async fn revoke(
+    State(st): State<AppState>,
+    Authorized(who, _): Authorized<act::ReportExam>,
+    Path(id): Path<String>,
+    Json(body): Json<RevokeBody>,
+) -> ApiResult {
+    let r = st
+        .hub
+        .revoke_report(&who, &report_id(id)?, &body.reason)
+        .await?;
+    Ok(Json(revocation_json(&r)))
 }
 
 pub async fn get_draft(
@@ -320,14 +427,7 @@ pub async fn save_draft(
 ) -> ApiResult {
     let draft = st
         .hub
-        .save_draft(
-            &who,
-            &exam_id(id)?,
-            ReportInput {
-                findings: body.findings,
-                impression: body.impression,
-            },
-        )
+        .save_draft(&who, &exam_id(id)?, body.into_input())
         .await?;
     Ok(Json(draft_json(&draft)))
 }
@@ -338,10 +438,7 @@ pub async fn sign(
     Path(id): Path<String>,
     body: Option<Json<ReportBody>>,
 ) -> ApiResult {
-    let input = body.map(|Json(b)| ReportInput {
-        findings: b.findings,
-        impression: b.impression,
-    });
+    let input = body.map(|Json(b)| b.into_input());
     let doc = st.hub.sign(&who, &exam_id(id)?, input).await?;
     Ok(Json(serde_json::to_value(doc).unwrap_or(Value::Null)))
 }
@@ -435,6 +532,12 @@ pub async fn results(
                 "report_id": v.report.report_id.as_str(),
                 "exam_id": v.exam.exam_id.as_str(),
                 "kind": "imaging",
+                // The latest version only; `status` final | amended | revoked, the chain of versions.
+                "status": v.lifecycle.status(),
+                "version": v.report.version,
+                "lifecycle": v.lifecycle.to_json(),
+                "template": v.report.template,
+                "sections": sections_value(&v.report),
                 "modality": v.exam.modality,
                 "study_instance_uid": v.exam.study_uid.as_str(),
                 "study_description": v.exam.study_description,
@@ -552,8 +655,12 @@ pub async fn report(
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let doc = st.hub.signed_report(&who, &report_id(id)?).await?;
-    Ok(Json(serde_json::to_value(doc).unwrap_or(Value::Null)))
+    let (doc, lifecycle) = st.hub.signed_report(&who, &report_id(id)?).await?;
+    // `report` and `signature` as `yilian verify` reads them; `lifecycle` beside them (superseded
+    // by, the chain, revoked) is not signed and verifiers ignore it.
+    let mut v = serde_json::to_value(doc).unwrap_or(Value::Null);
+    v["lifecycle"] = lifecycle.to_json();
+    Ok(Json(v))
 }
 
 pub async fn verify(
@@ -566,6 +673,10 @@ pub async fn verify(
         "report_id": v.report_id.as_str(),
         "valid": v.valid,
         "latest": v.latest,
+        "status": v.lifecycle.status(),
+        "superseded_by": v.lifecycle.to_json()["superseded_by"],
+        "revoked": v.lifecycle.revocation.as_ref().map(revocation_json),
+        "lifecycle": v.lifecycle.to_json(),
         "checks": v.checks.iter().map(|c| json!({ "name": c.name, "ok": c.ok, "detail": c.detail })).collect::<Vec<_>>(),
     })))
 }

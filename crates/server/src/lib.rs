@@ -145,6 +145,10 @@ pub fn router(hub: Hub) -> Router {
         )
         .route("/api/v1/exams/{id}/report/sign", post(api::sign))
         .route(
+            "/api/v1/exams/{id}/report/template",
+            get(api::report_template),
+        )
+        .route(
             "/api/v1/exams/{id}/report/submit",
             post(api::submit_for_review),
         )
@@ -162,6 +166,8 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/v1/admin/recognition", get(recognition::rates))
         .route("/api/v1/reports/{id}", get(api::report))
         .route("/api/v1/reports/{id}/verify", get(api::verify))
+        .route("/api/v1/reports/{id}/amend", post(api::amend))
+        .route("/api/v1/reports/{id}/revoke", post(api::revoke))
         .route("/api/v1/keys", get(api::keys))
         .route("/api/v1/admin/turnaround", get(metrics::turnaround))
         .route("/metrics", get(metrics::metrics))

@@ -372,10 +372,10 @@ fn ecg_row(r: &AnyRow) -> Result<EcgRow, PortError> {
     })
 }
 
-const REPORT_COLS: &str = "report_id, exam_id, version, status, findings, impression, author, created_at, updated_at, signed_at, key_id, \
-                           algorithm, signature, document";
+pub(crate) const REPORT_COLS: &str = "report_id, exam_id, version, status, findings, impression, author, created_at, updated_at, signed_at, key_id, \
+                           algorithm, signature, document, template, sections";
 
-fn report_row(r: &AnyRow) -> Result<ReportRecord, PortError> {
+pub(crate) fn report_row(r: &AnyRow) -> Result<ReportRecord, PortError> {
     let status: String = get(r, "status")?;
     Ok(ReportRecord {
         report_id: uid(r, "report_id", ReportId::new)?,
@@ -392,7 +392,38 @@ fn report_row(r: &AnyRow) -> Result<ReportRecord, PortError> {
         algorithm: get(r, "algorithm")?,
         signature: get(r, "signature")?,
         document: get(r, "document")?,
+        template: get(r, "template")?,
+        sections: get(r, "sections")?,
     })
+}
+
+/// Inserts a final report row inside the caller's transaction (final rows are never updated).
+pub(crate) async fn insert_final_report(
+    conn: &mut sqlx::AnyConnection,
+    r: &ReportRecord,
+) -> Result<(), PortError> {
+    sqlx::query(sql!(
+        "INSERT INTO reports ({REPORT_COLS}) VALUES ($1, $2, $3, 'final', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    ))
+    .bind(r.report_id.as_str())
+    .bind(r.exam_id.as_str())
+    .bind(r.version)
+    .bind(&r.findings)
+    .bind(&r.impression)
+    .bind(r.author.as_str())
+    .bind(r.created_at.0)
+    .bind(r.updated_at.0)
+    .bind(r.signed_at.map(|t| t.0))
+    .bind(&r.key_id)
+    .bind(&r.algorithm)
+    .bind(&r.signature)
+    .bind(&r.document)
+    .bind(&r.template)
+    .bind(&r.sections)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -1328,10 +1359,11 @@ impl Catalog for SqlCatalog {
 
     async fn save_draft(&self, d: &ReportRecord) -> Result<(), PortError> {
         sqlx::query(
-            "INSERT INTO reports (report_id, exam_id, version, status, findings, impression, author, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'draft', $4, $5, $6, $7, $8) \
+            "INSERT INTO reports (report_id, exam_id, version, status, findings, impression, author, created_at, updated_at, \
+             template, sections) VALUES ($1, $2, $3, 'draft', $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (report_id) DO UPDATE SET findings = excluded.findings, impression = excluded.impression, \
-             author = excluded.author, updated_at = excluded.updated_at WHERE reports.status = 'draft'",
+             author = excluded.author, updated_at = excluded.updated_at, template = excluded.template, \
+             sections = excluded.sections WHERE reports.status = 'draft'",
         )
         .bind(d.report_id.as_str())
         .bind(d.exam_id.as_str())
@@ -1341,6 +1373,8 @@ impl Catalog for SqlCatalog {
         .bind(d.author.as_str())
         .bind(d.created_at.0)
         .bind(d.updated_at.0)
+        .bind(&d.template)
+        .bind(&d.sections)
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -1383,25 +1417,7 @@ impl Catalog for SqlCatalog {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        sqlx::query(sql!(
-            "INSERT INTO reports ({REPORT_COLS}) VALUES ($1, $2, $3, 'final', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-        ))
-        .bind(r.report_id.as_str())
-        .bind(r.exam_id.as_str())
-        .bind(r.version)
-        .bind(&r.findings)
-        .bind(&r.impression)
-        .bind(r.author.as_str())
-        .bind(r.created_at.0)
-        .bind(r.updated_at.0)
-        .bind(r.signed_at.map(|t| t.0))
-        .bind(&r.key_id)
-        .bind(&r.algorithm)
-        .bind(&r.signature)
-        .bind(&r.document)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        insert_final_report(&mut tx, r).await?;
         tx.commit().await.map_err(db)?;
         Ok(true)
     }
@@ -1536,6 +1552,31 @@ impl Catalog for SqlCatalog {
         .map_err(db)
     }
 
+    async fn final_reports_of(&self, exam: &ExamId) -> Result<Vec<ReportRecord>, PortError> {
+        crate::lifecycle::final_reports_of(self, exam).await
+    }
+
+    async fn revocation_of(&self, exam: &ExamId) -> Result<Option<RevocationRecord>, PortError> {
+        crate::lifecycle::revocation_of(self, exam).await
+    }
+
+    async fn amend_report(
+        &self,
+        report: &ReportRecord,
+        previous_version: i64,
+        notification: &Notification,
+    ) -> Result<LifecycleOutcome, PortError> {
+        crate::lifecycle::amend_report(self, report, previous_version, notification).await
+    }
+
+    async fn revoke_report(
+        &self,
+        revocation: &RevocationRecord,
+        notification: &Notification,
+    ) -> Result<LifecycleOutcome, PortError> {
+        crate::lifecycle::revoke_report(self, revocation, notification).await
+    }
+
     async fn results_of_patient(
         &self,
         patient: &PatientKey,
@@ -1548,7 +1589,8 @@ impl Catalog for SqlCatalog {
         let rows = sqlx::query(sql!(
             "SELECT {EXAM_COLS}, {report_cols} FROM exams e JOIN studies s ON s.study_uid = e.study_uid \
              JOIN reports r ON r.exam_id = e.exam_id AND r.status = 'final' \
-             WHERE e.patient_key = $1 ORDER BY r.signed_at DESC, r.version DESC LIMIT 200"
+             WHERE e.patient_key = $1 AND r.version = (SELECT MAX(r2.version) FROM reports r2 \
+             WHERE r2.exam_id = e.exam_id AND r2.status = 'final') ORDER BY r.signed_at DESC, r.version DESC LIMIT 200"
         ))
         .bind(&patient.0)
         .fetch_all(&self.pool)
@@ -1574,6 +1616,8 @@ impl Catalog for SqlCatalog {
                 algorithm: get(row, "r_algorithm")?,
                 signature: get(row, "r_signature")?,
                 document: get(row, "r_document")?,
+                template: get(row, "r_template")?,
+                sections: get(row, "r_sections")?,
             };
             out.push((exam, report));
         }

@@ -8,6 +8,7 @@ mod lab;
 mod lab_fhir;
 mod lab_review;
 mod patients;
+mod lifecycle;
 mod recognition;
 pub mod search;
 pub mod vault;
