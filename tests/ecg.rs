@@ -339,6 +339,10 @@ async fn ecgs_are_measured_routed_rendered_with_prior_escalated_and_signed() {
             ecg_result["recognition"]["recognised"], true,
             "{ecg_result}"
         );
+        // It says what it is and links to its traces, which the clinician may open.
+        assert_eq!(ecg_result["kind"], "ecg");
+        let traces = ecg_result["links"]["ecg"].as_str().unwrap();
+        assert_eq!(t.get(&clinician, traces).await.status(), StatusCode::OK);
 
         // Every look was audited.
         let events = t.hub.catalog.audit_events(500).await.unwrap();

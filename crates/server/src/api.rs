@@ -531,7 +531,7 @@ pub async fn results(
             json!({
                 "report_id": v.report.report_id.as_str(),
                 "exam_id": v.exam.exam_id.as_str(),
-                "kind": "imaging",
+                "kind": v.exam.kind.as_str(),
                 // The latest version only; `status` final | amended | revoked, the chain of versions.
                 "status": v.lifecycle.status(),
                 "version": v.report.version,
@@ -566,6 +566,9 @@ pub async fn results(
                     "report": format!("/api/v1/reports/{}", v.report.report_id),
                     "verify": format!("/api/v1/reports/{}/verify", v.report.report_id),
                     "study": format!("/dicomweb/studies/{}", v.exam.study_uid),
+                    // ECG: the traces and the paper rendering.
+                    "ecg": (v.exam.kind == yilian_domain::ExamKind::Ecg)
+                        .then(|| format!("/api/v1/exams/{}/ecg", v.exam.exam_id)),
                 },
             })
         })
