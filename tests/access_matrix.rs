@@ -62,9 +62,13 @@ enum R {
     Reader,
     Clinician,
     Admin,
+    Auditor,
 }
 
+/// The roles that work with results or the service (the auditor reads only the audit trail).
 const ALL: &[R] = &[R::Tech, R::Reader, R::Clinician, R::Admin];
+/// Every signed-in caller.
+const EVERYONE: &[R] = &[R::Tech, R::Reader, R::Clinician, R::Admin, R::Auditor];
 
 /// Who may get past authorisation, by route: the access matrix of ARCHITECTURE.md as the outside
 /// sees it. Matched in order; the first pattern that matches the method and path wins.
@@ -75,7 +79,9 @@ fn allowed(method: &str, path: &str) -> &'static [R] {
         ("POST", "/dicomweb/studies/{study}", &[Tech]),
         ("GET", "/dicomweb/", &[Tech, Reader, Clinician]),
         ("GET", "/wado", &[Tech, Reader, Clinician]),
-        ("GET", "/api/v1/me", ALL),
+        ("GET", "/api/v1/me", EVERYONE),
+        // The audit trail: auditors only.
+        ("GET", "/api/v1/audit", &[Auditor]),
         ("GET", "/api/v1/keys", ALL),
         ("GET", "/api/v1/worklist", &[Reader]),
         ("POST", "/api/v1/worklist/next", &[Reader]),
@@ -118,7 +124,7 @@ fn allowed(method: &str, path: &str) -> &'static [R] {
         ("POST", "/api/v1/lab/", &[Tech]),
         ("POST", "/api/v1/ecg", &[Tech]),
         // The CapabilityStatement names no patient: any signed-in caller may read it.
-        ("GET", "/fhir/r4/metadata", ALL),
+        ("GET", "/fhir/r4/metadata", EVERYONE),
         ("GET", "/fhir/r4/", &[Reader, Clinician]),
     ];
     table
@@ -169,6 +175,7 @@ async fn every_route_is_locked_by_role() {
         (R::Reader, "li.reader"),
         (R::Clinician, "zhao.clinician"),
         (R::Admin, "admin"),
+        (R::Auditor, "gao.auditor"),
     ];
     let mut tokens = Vec::new();
     for (role, user) in users {

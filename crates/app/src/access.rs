@@ -51,6 +51,8 @@ pub enum Action {
     DecideRecognition,
     /// Ask before ordering whether a recognised prior result of an item exists (prior-result alert).
     CheckPriorResult,
+    /// Read and export the audit trail (patient keys, never names or identifiers).
+    ReadAudit,
 }
 
 /// The matrix. Anything not listed is refused.
@@ -111,6 +113,7 @@ const MATRIX: &[(Role, &[Action])] = &[
             Action::ViewCriticalRegister,
         ],
     ),
+    (Role::Auditor, &[Action::ReadAudit]),
 ];
 
 pub fn allowed(role: Role, action: Action) -> bool {

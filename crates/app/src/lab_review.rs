@@ -441,7 +441,7 @@ impl Hub {
         let visible = match who.role {
             Role::Clinician | Role::Reader => true,
             Role::SiteTech => record.site == who.site,
-            Role::Admin => false,
+            Role::Admin | Role::Auditor => false,
         };
         let signoff = match self.catalog.lab_signoff(id).await? {
             Some(s) if visible => s,
@@ -478,7 +478,7 @@ impl Hub {
                 .review_pool
                 .as_ref()
                 .is_some_and(|p| who.pools.contains(p)),
-            Role::Admin => false,
+            Role::Admin | Role::Auditor => false,
         }
     }
 
@@ -625,6 +625,8 @@ impl Hub {
             Role::Clinician | Role::SiteTech => filter.sites.push(who.site.clone()),
             Role::Reader => pools = self.lab_pools_of(who),
             Role::Admin => {}
+            // Not allowed the register (refused above); the narrowest scope should it ever be.
+            Role::Auditor => filter.sites.push(who.site.clone()),
         }
         let mut cases = if who.role == Role::Reader && pools.is_empty() {
             Vec::new()

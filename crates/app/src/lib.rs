@@ -3,6 +3,7 @@
 //! and the upload page later) calls these same functions. Authorisation is decided here, once.
 
 pub mod access;
+pub mod audit_trail;
 pub mod duty;
 pub mod ecg;
 pub mod error;

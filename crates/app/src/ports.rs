@@ -786,6 +786,14 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
+/// A stored audit event with its place in the hash chain (`None` for events older than the chain).
+#[derive(Clone, Debug)]
+pub struct AuditRecord {
+    pub seq: Option<i64>,
+    pub hash: Option<String>,
+    pub event: AuditEvent,
+}
+
 /// What walking the audit hash chain found (`yilian audit verify`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditChainReport {
@@ -1245,4 +1253,11 @@ pub trait Catalog: Send + Sync {
     /// hashing to its own, the head at the end.
     async fn verify_audit_chain(&self) -> Result<AuditChainReport, PortError>;
     async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>, PortError>;
+    /// Events with `from <= at < to`, oldest first (by chain position), at most `limit`.
+    async fn audit_trail(
+        &self,
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, PortError>;
 }

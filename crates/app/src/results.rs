@@ -102,7 +102,7 @@ impl Hub {
                 .exam_of_study(study_uid)
                 .await?
                 .is_some_and(|e| e.state == ExamState::Signed),
-            Role::Admin => false,
+            Role::Admin | Role::Auditor => false,
         };
         if visible {
             Ok(study)
@@ -375,7 +375,7 @@ impl Hub {
         let visible = match who.role {
             Role::Clinician | Role::Reader => true,
             Role::SiteTech => exam.site == who.site,
-            Role::Admin => false,
+            Role::Admin | Role::Auditor => false,
         };
         if visible {
             Ok((report, exam))

@@ -33,7 +33,7 @@ impl Hub {
             Role::SiteTech => SearchScope::Site(who.site.clone()),
             Role::Reader => SearchScope::Pools(who.pools.clone()),
             Role::Clinician => SearchScope::Signed,
-            Role::Admin => SearchScope::Nothing,
+            Role::Admin | Role::Auditor => SearchScope::Nothing,
         }
     }
 

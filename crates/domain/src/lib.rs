@@ -28,6 +28,8 @@ pub enum Role {
     Clinician,
     /// 医联体管理员: manages configuration; reads no clinical data in this version.
     Admin,
+    /// 审计员: reads and exports the audit trail (who looked at what), nothing clinical.
+    Auditor,
 }
 
 impl Role {
@@ -37,6 +39,7 @@ impl Role {
             Role::Reader => "reader",
             Role::Clinician => "clinician",
             Role::Admin => "admin",
+            Role::Auditor => "auditor",
         }
     }
 
@@ -46,6 +49,7 @@ impl Role {
             "reader" => Role::Reader,
             "clinician" => Role::Clinician,
             "admin" => Role::Admin,
+            "auditor" => Role::Auditor,
             _ => return None,
         })
     }

@@ -2,6 +2,7 @@
 //! DICOM JSON (PS3.18 Annex F) for DICOMweb responses, ECG waveforms (DICOM, HL7 aECG, SCP-ECG), lab
 //! panels (HL7 v2 ORU^R01 with ACKs and MLLP framing, FHIR R4). No networking, no storage.
 
+pub mod audit;
 pub mod bulk;
 pub mod dicom;
 pub mod dicom_json;

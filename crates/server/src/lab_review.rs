@@ -134,7 +134,7 @@ pub struct RegisterQuery {
     format: Option<String>,
 }
 
-fn instant(st: &AppState, key: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn instant(st: &AppState, key: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
     let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };

@@ -3,6 +3,7 @@
 //! HTTP and DIMSE to `yilian-app` use cases and back; no SQL here.
 
 mod api;
+mod audit;
 mod auth;
 mod dicomweb;
 pub mod dimse;
@@ -164,6 +165,7 @@ pub fn router(hub: Hub) -> Router {
             post(recognition::decide),
         )
         .route("/api/v1/admin/recognition", get(recognition::rates))
+        .route("/api/v1/audit", get(audit::export))
         .route("/api/v1/reports/{id}", get(api::report))
         .route("/api/v1/reports/{id}/verify", get(api::verify))
         .route("/api/v1/reports/{id}/amend", post(api::amend))

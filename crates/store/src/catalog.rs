@@ -1865,6 +1865,42 @@ impl Catalog for SqlCatalog {
         tx.commit().await.map_err(db)
     }
 
+    async fn audit_trail(
+        &self,
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, PortError> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, at, actor, action, resource_type, resource_id, patient_key, outcome, detail \
+             FROM audit_events WHERE at >= $1 AND at < $2 ORDER BY at, seq, event_id LIMIT $3",
+        )
+        .bind(from.0)
+        .bind(to.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    seq: get(r, "seq")?,
+                    hash: get(r, "hash")?,
+                    event: AuditEvent {
+                        at: UnixMillis(get(r, "at")?),
+                        actor: get(r, "actor")?,
+                        action: get(r, "action")?,
+                        resource_type: get(r, "resource_type")?,
+                        resource_id: get(r, "resource_id")?,
+                        patient_key: get::<Option<String>>(r, "patient_key")?.map(PatientKey),
+                        outcome: get(r, "outcome")?,
+                        detail: get(r, "detail")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
     async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>, PortError> {
         let rows = sqlx::query(
             "SELECT at, actor, action, resource_type, resource_id, patient_key, outcome, detail FROM audit_events \
