@@ -21,6 +21,7 @@ pub mod rendering;
 pub mod results;
 pub mod routing;
 pub mod search;
+pub mod timestamp;
 pub mod tokens;
 
 pub use access::{Action, Principal, allowed};

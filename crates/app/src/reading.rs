@@ -3,7 +3,7 @@
 use serde_json::json;
 use yilian_domain::{ExamId, ExamState, ReportId, ReportStatus, Role, UnixMillis, Username};
 use yilian_policy::ExamNeeds;
-use yilian_signing::{SignedDocument, format_time};
+use yilian_signing::{Passphrase, SignedDocument, format_time};
 
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
@@ -355,6 +355,7 @@ impl Hub {
             algorithm: None,
             signature: None,
             document: None,
+            countersignature: None,
         };
         self.catalog.save_draft(&draft).await?;
         Ok(draft)
@@ -377,6 +378,17 @@ impl Hub {
         who: &Principal,
         exam_id: &ExamId,
         input: Option<ReportInput>,
+    ) -> Result<SignedDocument, AppError> {
+        self.sign_with_passphrase(who, exam_id, input, None).await
+    }
+
+    /// [`Hub::sign`] with the signer's passphrase, which unlocks a sealed key for this signature only.
+    pub async fn sign_with_passphrase(
+        &self,
+        who: &Principal,
+        exam_id: &ExamId,
+        input: Option<ReportInput>,
+        passphrase: Option<&Passphrase>,
     ) -> Result<SignedDocument, AppError> {
         require(who, Action::ReportExam)?;
         if who.role != Role::Reader {
@@ -424,7 +436,7 @@ impl Hub {
             })
         });
         let (signed, canonical) = self
-            .sign_document(&who.username, |key| {
+            .sign_document(&who.username, passphrase, |key| {
                 let mut report = json!({
                     "schema": REPORT_SCHEMA,
                     "report_id": report_id.as_str(),
@@ -476,6 +488,10 @@ impl Hub {
             algorithm: Some(signed.signature.algorithm.clone()),
             signature: Some(signed.signature.value.clone()),
             document: Some(canonical),
+            countersignature: signed
+                .countersignature
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c).ok()),
         };
         if !self
             .catalog

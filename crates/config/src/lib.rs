@@ -647,10 +647,25 @@ fn parse_s3_url(url: &str) -> Result<S3Location, String> {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
-    /// Folder holding readers' private signing keys (mode 0600 files).
+    /// Folder holding the signers' key files (mode 0600) and the hub's clock key.
     pub dir: PathBuf,
     /// How long a newly generated key is valid.
     pub validity_days: i64,
+    /// The alliance's signature algorithm for new keys: SM2 over SM3 (national, the default) or
+    /// Ed25519. `yilian keygen --algorithm` chooses per signer.
+    pub algorithm: KeyAlgorithm,
+    /// Readers sign only with passphrase-sealed keys made by `yilian keygen`, giving the passphrase
+    /// with each sign request. `false` (the demo): keys are created on first use, in clear.
+    pub require_passphrase: bool,
+}
+
+/// A signature algorithm, as configuration names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum KeyAlgorithm {
+    #[serde(rename = "SM2", alias = "sm2")]
+    Sm2,
+    #[serde(rename = "Ed25519", alias = "ed25519")]
+    Ed25519,
 }
 
 impl Default for KeysConfig {
@@ -658,6 +673,8 @@ impl Default for KeysConfig {
         KeysConfig {
             dir: "yilian-data/keys".into(),
             validity_days: 730,
+            algorithm: KeyAlgorithm::Sm2,
+            require_passphrase: true,
         }
     }
 }
@@ -1083,6 +1100,12 @@ impl Config {
         for (i, u) in self.users.iter().enumerate() {
             Username::new(u.username.clone())
                 .map_err(|e| invalid(format!("users[{i}].username"), e.to_string()))?;
+            if u.username == "hub" {
+                return Err(invalid(
+                    format!("users[{i}].username"),
+                    "\"hub\" is reserved: it owns the hub's clock key",
+                ));
+            }
             if !names.insert(u.username.as_str()) {
                 return Err(invalid(
                     format!("users[{i}].username"),

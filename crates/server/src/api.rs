@@ -12,7 +12,7 @@ use yilian_app::reading::ReportInput;
 use yilian_app::routing::RouteOutcome;
 use yilian_domain::lab::LabValue;
 use yilian_domain::{ExamId, ReportId, StudyInstanceUid, mask_identifier, mask_name};
-use yilian_signing::format_time;
+use yilian_signing::{Passphrase, format_time};
 
 use crate::AppState;
 use crate::auth::{Authorized, Caller, act};
@@ -332,17 +332,39 @@ pub async fn save_draft(
     Ok(Json(draft_json(&draft)))
 }
 
+/// The body of `POST /api/v1/exams/{id}/report/sign`: the text (else the draft's) and the passphrase
+/// that unlocks the reader's sealed key for this signature (never logged, never stored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignReportBody {
+    findings: Option<String>,
+    impression: Option<String>,
+    passphrase: Option<Passphrase>,
+}
+
 pub async fn sign(
     State(st): State<AppState>,
     Authorized(who, _): Authorized<act::ReportExam>,
     Path(id): Path<String>,
-    body: Option<Json<ReportBody>>,
+    body: Option<Json<SignReportBody>>,
 ) -> ApiResult {
-    let input = body.map(|Json(b)| ReportInput {
-        findings: b.findings,
-        impression: b.impression,
-    });
-    let doc = st.hub.sign(&who, &exam_id(id)?, input).await?;
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let input = match (body.findings, body.impression) {
+        (None, None) => None,
+        (Some(findings), Some(impression)) => Some(ReportInput {
+            findings,
+            impression,
+        }),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give both findings and impression, or neither (the draft is signed)",
+            ));
+        }
+    };
+    let doc = st
+        .hub
+        .sign_with_passphrase(&who, &exam_id(id)?, input, body.passphrase.as_ref())
+        .await?;
     Ok(Json(serde_json::to_value(doc).unwrap_or(Value::Null)))
 }
 

@@ -372,7 +372,7 @@ fn ecg_row(r: &AnyRow) -> Result<EcgRow, PortError> {
 }
 
 const REPORT_COLS: &str = "report_id, exam_id, version, status, findings, impression, author, created_at, updated_at, signed_at, key_id, \
-                           algorithm, signature, document";
+                           algorithm, signature, document, countersignature";
 
 fn report_row(r: &AnyRow) -> Result<ReportRecord, PortError> {
     let status: String = get(r, "status")?;
@@ -391,6 +391,7 @@ fn report_row(r: &AnyRow) -> Result<ReportRecord, PortError> {
         algorithm: get(r, "algorithm")?,
         signature: get(r, "signature")?,
         document: get(r, "document")?,
+        countersignature: get(r, "countersignature")?,
     })
 }
 
@@ -1366,7 +1367,7 @@ impl Catalog for SqlCatalog {
             .await
             .map_err(db)?;
         sqlx::query(sql!(
-            "INSERT INTO reports ({REPORT_COLS}) VALUES ($1, $2, $3, 'final', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            "INSERT INTO reports ({REPORT_COLS}) VALUES ($1, $2, $3, 'final', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         ))
         .bind(r.report_id.as_str())
         .bind(r.exam_id.as_str())
@@ -1381,6 +1382,7 @@ impl Catalog for SqlCatalog {
         .bind(&r.algorithm)
         .bind(&r.signature)
         .bind(&r.document)
+        .bind(&r.countersignature)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -1556,6 +1558,7 @@ impl Catalog for SqlCatalog {
                 algorithm: get(row, "r_algorithm")?,
                 signature: get(row, "r_signature")?,
                 document: get(row, "r_document")?,
+                countersignature: get(row, "r_countersignature")?,
             };
             out.push((exam, report));
         }
