@@ -67,7 +67,7 @@ pub enum KeyError {
 }
 
 enum Inner {
-    Ed25519(ed25519_dalek::SigningKey),
+    Ed25519(Box<ed25519_dalek::SigningKey>),
     Sm2(Box<sm2::dsa::SigningKey>),
 }
 
@@ -112,7 +112,7 @@ impl SigningKeyPair {
             Algorithm::Ed25519 => {
                 let seed: [u8; 32] = secret.try_into().map_err(|_| KeyError::Malformed)?;
                 let seed = Zeroizing::new(seed);
-                Inner::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))
+                Inner::Ed25519(Box::new(ed25519_dalek::SigningKey::from_bytes(&seed)))
             }
             Algorithm::Sm2 => {
                 if secret.len() != 32 {
