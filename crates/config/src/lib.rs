@@ -1688,6 +1688,23 @@ mod tests {
     }
 
     #[test]
+    fn keys_default_to_sm2_and_hub_is_a_reserved_username() {
+        assert_eq!(KeysConfig::default().algorithm, KeyAlgorithm::Sm2);
+        assert!(KeysConfig::default().require_passphrase);
+        let c = demo();
+        assert_eq!(c.keys.algorithm, KeyAlgorithm::Sm2);
+        assert!(
+            !c.keys.require_passphrase,
+            "the demo creates keys on first use"
+        );
+        let text = DEMO_TOML.replacen("username = \"li.reader\"", "username = \"hub\"", 1);
+        let mut c = Config::from_toml(&text, "demo").unwrap();
+        c.alliance.patient_key_secret = Some("x".repeat(16));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("reserved"), "{err}");
+    }
+
+    #[test]
     fn the_example_file_documents_valid_keys() {
         let text = include_str!("../../../config/yilian.example.toml");
         let mut c = Config::from_toml(text, "yilian.example.toml").unwrap();
