@@ -189,6 +189,7 @@ fn signing(c: &mut Criterion) {
             key_id: key.key_id(),
             value: key.sign_base64(canonical.as_bytes()),
         },
+        countersignature: None,
     };
     let keys = vec![PublicKeyRecord {
         key_id: key.key_id(),

@@ -489,7 +489,9 @@ async fn skeleton_on(backend: &Backend, blobs: &BlobStore) {
     assert_eq!(signed["report"]["findings"], "双肺纹理清晰，未见实变影。");
     assert_eq!(signed["report"]["results"].as_array().unwrap().len(), 3);
     assert_eq!(signed["report"]["signer"]["username"], "li.reader");
-    assert_eq!(signed["signature"]["algorithm"], "Ed25519");
+    // The alliance default since version 14: SM2 over SM3, countersigned by the hub clock key.
+    assert_eq!(signed["signature"]["algorithm"], "SM2");
+    assert_eq!(signed["countersignature"]["algorithm"], "SM2");
     // A signed report can no longer change.
     let r = t
         .put_json(

@@ -16,8 +16,29 @@ pub enum AppError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// The signer's key refused to sign: none, not sealed as required, expired, passphrase missing
+    /// or wrong (403 with the code). No signature was made.
+    #[error("{message}")]
+    KeyRefused { code: &'static str, message: String },
     #[error(transparent)]
     Port(#[from] PortError),
+}
+
+impl From<crate::ports::VaultError> for AppError {
+    fn from(e: crate::ports::VaultError) -> Self {
+        use crate::ports::VaultError;
+        match e {
+            VaultError::Port(p) => AppError::Port(p),
+            VaultError::PassphraseRequired => AppError::KeyRefused {
+                code: "passphrase_required",
+                message: e.to_string(),
+            },
+            VaultError::WrongPassphrase => AppError::KeyRefused {
+                code: "wrong_passphrase",
+                message: e.to_string(),
+            },
+        }
+    }
 }
 
 impl AppError {

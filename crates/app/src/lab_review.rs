@@ -9,7 +9,7 @@ use serde_json::json;
 use yilian_domain::lab::{CriticalState, LabPanel, LabPanelState};
 use yilian_domain::{ExamId, LabPanelId, PoolId, Priority, Role, SiteId, UnixMillis, Username};
 use yilian_policy::lab::{LabDecision, assess, release};
-use yilian_signing::{SignatureBlock, SignedDocument, format_time};
+use yilian_signing::{Passphrase, SignatureBlock, SignedDocument, format_time};
 
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
@@ -368,6 +368,7 @@ impl Hub {
         who: &Principal,
         id: &LabPanelId,
         comment: &str,
+        passphrase: Option<&Passphrase>,
     ) -> Result<SignedDocument, AppError> {
         require(who, Action::ReviewLab)?;
         let ReviewItem { record, cases } = self.lab_panel_for_review(who, id).await?;
@@ -385,7 +386,7 @@ impl Hub {
         }
         let now = self.now();
         let (signed, canonical) = self
-            .sign_document(&who.username, |key| {
+            .sign_document(&who.username, passphrase, |key| {
                 lab_report_document(
                     &self.config.alliance.id,
                     &record,
@@ -406,6 +407,10 @@ impl Hub {
             algorithm: signed.signature.algorithm.clone(),
             signature: signed.signature.value.clone(),
             document: canonical,
+            countersignature: signed
+                .countersignature
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c).ok()),
         };
         let audit = AuditEvent {
             at: now,
@@ -466,6 +471,10 @@ impl Hub {
                 key_id: signoff.key_id,
                 value: signoff.signature,
             },
+            countersignature: signoff
+                .countersignature
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok()),
         })
     }
 

@@ -26,6 +26,7 @@ pub mod results;
 pub mod routing;
 pub mod search;
 pub mod templates;
+pub mod timestamp;
 pub mod tokens;
 
 pub use access::{Action, Principal, allowed};

@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use yilian_domain::{ReportId, ReportStatus, Role, UnixMillis, Username};
-use yilian_signing::{SignatureBlock, SignedDocument, format_time};
+use yilian_signing::{Passphrase, SignatureBlock, SignedDocument, format_time};
 
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
@@ -140,6 +140,10 @@ pub fn revocation_document(r: &RevocationRecord) -> Option<SignedDocument> {
             key_id: r.key_id.clone(),
             value: r.signature.clone(),
         },
+        countersignature: r
+            .countersignature
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok()),
     })
 }
 
@@ -283,6 +287,7 @@ impl Hub {
         report_id: &ReportId,
         input: ReportInput,
         reason: &str,
+        passphrase: Option<&Passphrase>,
     ) -> Result<SignedDocument, AppError> {
         let (old, exam) = self.signed_for_change(who, report_id).await?;
         if !exam.visible_to(&who.pools) {
@@ -307,7 +312,7 @@ impl Hub {
         let version = old.version + 1;
         let supersedes = pin(&old);
         let (signed, canonical) = self
-            .sign_document(&who.username, |key| {
+            .sign_document(&who.username, passphrase, |key| {
                 let mut report = self.report_json(&ReportParts {
                     report_id: &new_id,
                     version,
@@ -341,6 +346,10 @@ impl Hub {
             document: Some(canonical),
             template: Some(text.template.id.clone()),
             sections: Some(text.sections_json().to_string()),
+            countersignature: signed
+                .countersignature
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c).ok()),
         };
         let note = self.site_notification(
             "report.amended",
@@ -376,6 +385,7 @@ impl Hub {
         who: &Principal,
         report_id: &ReportId,
         reason: &str,
+        passphrase: Option<&Passphrase>,
     ) -> Result<RevocationRecord, AppError> {
         let (report, exam) = self.signed_for_change(who, report_id).await?;
         let signer = report.author == who.username;
@@ -394,7 +404,7 @@ impl Hub {
         let revocation_id = ulid::Ulid::new().to_string();
         let pinned = pin(&report);
         let (signed, canonical) = self
-            .sign_document(&who.username, |key| {
+            .sign_document(&who.username, passphrase, |key| {
                 json!({
                     "schema": REVOCATION_SCHEMA,
                     "revocation_id": revocation_id,
@@ -420,10 +430,14 @@ impl Hub {
             reason,
             revoked_by: who.username.clone(),
             revoked_at: now,
-            key_id: signed.signature.key_id,
-            algorithm: signed.signature.algorithm,
-            signature: signed.signature.value,
+            key_id: signed.signature.key_id.clone(),
+            algorithm: signed.signature.algorithm.clone(),
+            signature: signed.signature.value.clone(),
             document: canonical,
+            countersignature: signed
+                .countersignature
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c).ok()),
         };
         let note = self.site_notification(
             "report.revoked",

@@ -9,7 +9,7 @@ use yilian_domain::{
     ReportId, ReportStatus, SeriesInstanceUid, SiteId, SopClassUid, SopInstanceUid,
     StudyInstanceUid, UnixMillis, Username,
 };
-use yilian_signing::PublicKeyRecord;
+use yilian_signing::{Algorithm, Countersignature, Passphrase, PublicKeyRecord, SignatureBlock};
 
 /// A failure of a backend. The text is for logs, never for API clients.
 #[derive(Debug, thiserror::Error)]
@@ -94,26 +94,64 @@ pub trait Blobs: Send + Sync {
     }
 }
 
-/// The signer's key as the vault reports it.
+/// The signer's key as the vault reports it: the public half only.
 #[derive(Clone, Debug)]
 pub struct VaultKey {
     pub key_id: String,
     pub algorithm: String,
     pub public_key: String,
+    /// The private key is sealed with the signer's passphrase (not only protected by file mode).
+    pub sealed: bool,
 }
 
-/// Holds private signing keys; they never leave it. Signs on the owner's behalf.
+/// Why the vault did not sign.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error("the signing key is protected by a passphrase: give it with the request")]
+    PassphraseRequired,
+    #[error("the passphrase does not unlock the signing key")]
+    WrongPassphrase,
+}
+
+/// Holds private signing keys at rest (sealed with the signer's passphrase, or in clear for demo and
+/// the hub's own clock key); a key is unlocked in memory for one signature and dropped.
 #[async_trait]
 pub trait KeyVault: Send + Sync {
-    /// The owner's current key, generated on first use.
-    async fn key_for(&self, owner: &Username) -> Result<VaultKey, PortError>;
-    /// Signs with the named key of the owner; standard base64 of the signature.
+    /// The owner's current key; `None` when the owner has none.
+    async fn key_for(&self, owner: &Username) -> Result<Option<VaultKey>, PortError>;
+    /// Creates a key of `algorithm` for the owner, sealed with `passphrase` when given. Without
+    /// `replace`, an existing key is kept and returned; with it, the existing key file is retired
+    /// (kept beside, no longer current) and the new key becomes current.
+    async fn create_key(
+        &self,
+        owner: &Username,
+        algorithm: Algorithm,
+        passphrase: Option<&Passphrase>,
+        replace: bool,
+    ) -> Result<VaultKey, PortError>;
+    /// Signs with the named key of the owner, unlocking it with `passphrase` when it is sealed;
+    /// standard base64 of the signature.
     async fn sign(
         &self,
         owner: &Username,
         key_id: &str,
         message: &[u8],
-    ) -> Result<String, PortError>;
+        passphrase: Option<&Passphrase>,
+    ) -> Result<String, VaultError>;
+}
+
+/// The trusted-time seam: countersigns a signature with the time it saw it. Today the hub's own
+/// clock key (`HubClockStamper`); a GB/T 20520 / RFC 3161 time-stamping service can replace it.
+#[async_trait]
+pub trait TimeStamper: Send + Sync {
+    /// The key that countersigns, published under the owner `hub`.
+    async fn stamp_key(&self) -> Result<VaultKey, PortError>;
+    /// A new countersigning key, when the published one is outside its validity period.
+    async fn renew_key(&self) -> Result<VaultKey, PortError>;
+    /// The countersignature over `signature` (see `yilian_signing::countersign_message`).
+    async fn countersign(&self, signature: &SignatureBlock) -> Result<Countersignature, PortError>;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -440,6 +478,9 @@ pub struct ReportRecord {
     pub template: Option<String>,
     /// JSON array of `{key, label, text}` in template order (`None`: before templates).
     pub sections: Option<String>,
+    /// The hub's countersignature of a final report (JSON of `yilian_signing::Countersignature`);
+    /// `None` for drafts and for reports signed before version 14.
+    pub countersignature: Option<String>,
 }
 
 /// A signed revocation (作废) of a report's latest version: the exam's result is withdrawn.
@@ -457,6 +498,8 @@ pub struct RevocationRecord {
     pub signature: String,
     /// The canonical revocation document that was signed.
     pub document: String,
+    /// The hub's countersignature (JSON of `yilian_signing::Countersignature`).
+    pub countersignature: Option<String>,
 }
 
 /// How an amendment or a revocation went in the catalog.
@@ -645,6 +688,8 @@ pub struct LabSignoff {
     pub signature: String,
     /// The canonical JSON (RFC 8785) that was signed.
     pub document: String,
+    /// The hub's countersignature (JSON of `yilian_signing::Countersignature`); `None` before v14.
+    pub countersignature: Option<String>,
 }
 
 /// How a new panel was filed.

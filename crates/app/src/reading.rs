@@ -3,7 +3,7 @@
 use serde_json::json;
 use yilian_domain::{ExamId, ExamState, ReportId, ReportStatus, Role, UnixMillis, Username};
 use yilian_policy::ExamNeeds;
-use yilian_signing::{SignedDocument, format_time};
+use yilian_signing::{Passphrase, SignedDocument, format_time};
 
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
@@ -372,6 +372,7 @@ impl Hub {
             document: None,
             template: Some(text.template.id.clone()),
             sections: Some(text.sections_json().to_string()),
+            countersignature: None,
         };
         self.catalog.save_draft(&draft).await?;
         Ok(draft)
@@ -394,6 +395,17 @@ impl Hub {
         who: &Principal,
         exam_id: &ExamId,
         input: Option<ReportInput>,
+    ) -> Result<SignedDocument, AppError> {
+        self.sign_with_passphrase(who, exam_id, input, None).await
+    }
+
+    /// [`Hub::sign`] with the signer's passphrase, which unlocks a sealed key for this signature only.
+    pub async fn sign_with_passphrase(
+        &self,
+        who: &Principal,
+        exam_id: &ExamId,
+        input: Option<ReportInput>,
+        passphrase: Option<&Passphrase>,
     ) -> Result<SignedDocument, AppError> {
         require(who, Action::ReportExam)?;
         if who.role != Role::Reader {
@@ -424,7 +436,7 @@ impl Hub {
             })
         });
         let (signed, canonical) = self
-            .sign_document(&who.username, |key| {
+            .sign_document(&who.username, passphrase, |key| {
                 let mut report = self.report_json(&ReportParts {
                     report_id: &report_id,
                     version: 1,
@@ -459,6 +471,10 @@ impl Hub {
             document: Some(canonical),
             template: Some(text.template.id.clone()),
             sections: Some(text.sections_json().to_string()),
+            countersignature: signed
+                .countersignature
+                .as_ref()
+                .and_then(|c| serde_json::to_string(c).ok()),
         };
         if !self
             .catalog

@@ -3,6 +3,8 @@
 //! Also retrieval of a study's instances (bytes) for everyone whose scope includes it; rendering is
 //! in `rendering`.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
@@ -11,7 +13,10 @@ use yilian_domain::{
     StudyInstanceUid, UnixMillis,
 };
 use yilian_policy::{RecognitionDecision, RecognitionFacts, recognise};
-use yilian_signing::{PublicKeyRecord, SignatureBlock, SignedDocument, verify_document};
+use yilian_signing::{
+    Evidence, LatestEvidence, PublicKeyRecord, ResultsEvidence, SignatureBlock, SignedDocument,
+    referenced_instances, verify, verify_document,
+};
 
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
@@ -408,80 +413,61 @@ impl Hub {
         Ok((doc, lifecycle))
     }
 
-    /// Online verification: signature and key validity (as offline), plus the referenced blobs'
-    /// checksums against the stored bytes, plus whether this is the latest version.
+    /// Online verification, by the same routine as `yilian verify` (`yilian_signing::verify`): the
+    /// signature, the key's validity at signing time, the hub's countersignature, the referenced
+    /// instances re-hashed from the stored blobs, and whether a newer version exists in the catalog.
     pub async fn verify_report(
         &self,
         who: &Principal,
         report_id: &ReportId,
     ) -> Result<Verification, AppError> {
         let (report, exam) = self.report_in_scope(who, report_id).await?;
-        let mut checks = Vec::new();
-        let doc = report_document(&report);
         let keys = self.catalog.public_keys().await?;
-        match doc.as_ref().map(|d| verify_document(d, &keys)) {
-            Some(Ok(v)) => checks.push(Check {
-                name: "signature",
-                ok: true,
-                detail: format!("signed by {} with {} at {}", v.owner, v.key_id, v.signed_at),
-            }),
-            Some(Err(e)) => checks.push(Check {
-                name: "signature",
-                ok: false,
-                detail: e.to_string(),
-            }),
-            None => checks.push(Check {
-                name: "signature",
-                ok: false,
-                detail: "no signed document stored".into(),
-            }),
-        }
-        let referenced = doc
-            .as_ref()
-            .and_then(|d| d.report.get("results").and_then(|r| r.as_array()).cloned())
-            .unwrap_or_default();
-        let mut bad = Vec::new();
-        for r in &referenced {
-            let sop = r
-                .get("sop_instance_uid")
-                .and_then(|v| v.as_str())
-                .unwrap_or_default();
-            let sha = r.get("sha256").and_then(|v| v.as_str()).unwrap_or_default();
-            let ok = match SopInstanceUid::new(sop) {
-                Ok(uid) => match self.catalog.instance(&uid).await? {
-                    Some(inst) => match self.blobs.get(&inst.blob_key).await {
-                        Ok(bytes) => hex::encode(Sha256::digest(&bytes)) == sha,
-                        Err(_) => false,
-                    },
-                    None => false,
-                },
-                Err(_) => false,
-            };
-            if !ok {
-                bad.push(sop.to_string());
-            }
-        }
-        checks.push(Check {
-            name: "results",
-            ok: bad.is_empty() && !referenced.is_empty(),
-            detail: if bad.is_empty() {
-                format!(
-                    "{} referenced instances match their checksums",
-                    referenced.len()
-                )
-            } else {
-                format!(
-                    "{} of {} referenced instances are missing or altered: {}",
-                    bad.len(),
-                    referenced.len(),
-                    bad.join(", ")
-                )
-            },
-        });
         // Latest (or superseded by which version) and not revoked: `lifecycle`.
         let lifecycle = self.lifecycle_of(&report).await?;
         let latest = lifecycle.latest();
-        checks.extend(lifecycle.checks());
+        let latest_evidence = if latest {
+            LatestEvidence::Latest
+        } else {
+            LatestEvidence::SupersededBy(match lifecycle.superseded_by() {
+                Some(next) => format!("version {} (report {})", next.version, next.report_id),
+                None => "a later version".into(),
+            })
+        };
+        let mut checks: Vec<Check> = match report_document(&report) {
+            Some(doc) => {
+                let mut hashes = BTreeMap::new();
+                for (sop, _) in referenced_instances(&doc.report) {
+                    let actual = self.stored_sha256(&sop).await?;
+                    hashes.insert(sop, actual);
+                }
+                let evidence = Evidence {
+                    results: ResultsEvidence::Hashes(hashes),
+                    latest: latest_evidence,
+                };
+                verify(&doc, &keys, &evidence)
+                    .checks
+                    .into_iter()
+                    .map(|c| Check {
+                        ok: c.ok(),
+                        name: c.name,
+                        detail: c.detail,
+                    })
+                    .collect()
+            }
+            None => vec![Check {
+                name: "signature",
+                ok: false,
+                detail: "no signed document stored".into(),
+            }],
+        };
+        // The signing routine says `latest`; the lifecycle adds `not_revoked`.
+        checks.extend(
+            lifecycle
+                .checks()
+                .into_iter()
+                .filter(|c| c.name != "latest"),
+        );
         let valid = checks.iter().all(|c| c.ok);
         self.audit(
             who,
@@ -502,6 +488,20 @@ impl Hub {
         })
     }
 
+    /// SHA-256 of the stored bytes of an instance (`None`: unknown or unreadable).
+    async fn stored_sha256(&self, sop: &str) -> Result<Option<String>, AppError> {
+        let Ok(uid) = SopInstanceUid::new(sop) else {
+            return Ok(None);
+        };
+        Ok(match self.catalog.instance(&uid).await? {
+            Some(inst) => match self.blobs.get(&inst.blob_key).await {
+                Ok(bytes) => Some(hex::encode(Sha256::digest(&bytes))),
+                Err(_) => None,
+            },
+            None => None,
+        })
+    }
+
     pub async fn public_keys(&self, who: &Principal) -> Result<Vec<PublicKeyRecord>, AppError> {
         require(who, Action::ListKeys)?;
         Ok(self.catalog.public_keys().await?)
@@ -518,5 +518,9 @@ pub fn report_document(r: &ReportRecord) -> Option<SignedDocument> {
             key_id: r.key_id.clone()?,
             value: r.signature.clone()?,
         },
+        countersignature: r
+            .countersignature
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok()),
     })
 }

@@ -1,14 +1,18 @@
-//! `yilian`: run the hub (`demo`, `serve`), make tokens (`user token`), verify a signed report offline
-//! (`verify`), check the audit chain (`audit verify`), find orphan and missing blobs (`repair blobs`),
-//! write the synthetic fixtures (`fixtures`).
+//! `yilian`: run the hub (`demo`, `serve`), make tokens (`user token`), make a signer's key
+//! (`keygen`), verify a signed report offline (`verify`), check the audit chain (`audit verify`), find
+//! orphan and missing blobs (`repair blobs`), write the synthetic fixtures (`fixtures`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use yilian_app::KeyVault;
 use yilian_config::Config;
-use yilian_signing::{PublicKeyRecord, SignedDocument, verify_document};
+use yilian_signing::{
+    Algorithm, CheckStatus, Evidence, LatestEvidence, Passphrase, PublicKeyRecord, ResultsEvidence,
+    SignedDocument, referenced_instances,
+};
 
 #[derive(Parser)]
 #[command(
@@ -35,13 +39,42 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Verify a signed report offline against published public keys.
+    /// Verify a signed report offline: signature, key validity at signing time, the hub's
+    /// countersignature, and (with --instances) the referenced instances' checksums. Exit 1 when
+    /// any check fails.
     Verify {
         /// The report document, as `GET /api/v1/reports/{id}` returns it.
         report: PathBuf,
         /// Public keys, as `GET /api/v1/keys` returns them (a file).
         #[arg(long)]
         keys: PathBuf,
+        /// A folder holding the report's DICOM instances (any names, searched recursively): each
+        /// referenced instance must be there with the SHA-256 the report names.
+        #[arg(long)]
+        instances: Option<PathBuf>,
+    },
+    /// Make a signer's key: sealed with a passphrase (from --passphrase-file, else asked on the
+    /// terminal or read from stdin), published with its validity period. Prints the key id.
+    Keygen {
+        /// The signer (a user of the directory).
+        #[arg(long)]
+        user: String,
+        /// `sm2` or `ed25519`; the alliance's `[keys] algorithm` when absent.
+        #[arg(long)]
+        algorithm: Option<String>,
+        /// A file whose first line is the passphrase.
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
+        /// Keep the key in clear, without a passphrase (demo only; refused where
+        /// `keys.require_passphrase`).
+        #[arg(long)]
+        no_passphrase: bool,
+        /// Retire the signer's current key (kept beside as `.retired`) and make a new one.
+        #[arg(long)]
+        replace: bool,
+        /// Configuration file; the embedded demo alliance when absent.
+        #[arg(long, env = "YILIAN_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// The audit trail (`audit verify`: check the hash chain; exit 1 when it is broken).
     Audit {
@@ -173,7 +206,29 @@ async fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Verify { report, keys } => verify(&report, &keys),
+        Command::Verify {
+            report,
+            keys,
+            instances,
+        } => verify(&report, &keys, instances.as_deref()),
+        Command::Keygen {
+            user,
+            algorithm,
+            passphrase_file,
+            no_passphrase,
+            replace,
+            config,
+        } => {
+            keygen(
+                load(config.as_ref())?,
+                &user,
+                algorithm.as_deref(),
+                passphrase_file.as_deref(),
+                no_passphrase,
+                replace,
+            )
+            .await
+        }
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => {
@@ -404,7 +459,11 @@ fn print_demo_banner(hub: &yilian_app::Hub, local: std::net::SocketAddr) {
     println!();
 }
 
-fn verify(report: &PathBuf, keys: &PathBuf) -> anyhow::Result<()> {
+fn verify(
+    report: &PathBuf,
+    keys: &PathBuf,
+    instances: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let doc: SignedDocument = serde_json::from_slice(
         &std::fs::read(report).with_context(|| format!("reading {}", report.display()))?,
     )
@@ -416,24 +475,174 @@ fn verify(report: &PathBuf, keys: &PathBuf) -> anyhow::Result<()> {
     let list = keys_json.get("keys").cloned().unwrap_or(keys_json);
     let keys: Vec<PublicKeyRecord> =
         serde_json::from_value(list).context("keys file holds no key list")?;
-    match verify_document(&doc, &keys) {
-        Ok(v) => {
-            let id = doc
-                .report
-                .get("report_id")
-                .and_then(|v| v.as_str())
-                .unwrap_or("?");
-            println!(
-                "VALID report {id}: signed by {} with {} at {}",
-                v.owner, v.key_id, v.signed_at
-            );
-            println!(
-                "(offline check: signature and key validity; the hub's /verify also checks the images' checksums and the version)"
-            );
-            Ok(())
+    let results = match instances {
+        None => ResultsEvidence::NotChecked(
+            "not checked: give --instances DIR (or use the hub's /verify)".into(),
+        ),
+        Some(dir) => {
+            let mut have = std::collections::HashSet::new();
+            hash_files(dir, &mut have)?;
+            ResultsEvidence::Hashes(
+                referenced_instances(&doc.report)
+                    .into_iter()
+                    .map(|(sop, sha)| {
+                        let found = have.contains(&sha).then_some(sha);
+                        (sop, found)
+                    })
+                    .collect(),
+            )
         }
-        Err(e) => bail!("INVALID: {e}"),
+    };
+    let evidence = Evidence {
+        results,
+        latest: LatestEvidence::NotChecked(
+            "not checked offline: the hub's /verify says whether a newer version exists".into(),
+        ),
+    };
+    let v = yilian_signing::verify(&doc, &keys, &evidence);
+    let id = doc
+        .report
+        .get("report_id")
+        .or_else(|| doc.report.get("panel").and_then(|p| p.get("panel_id")))
+        .and_then(|v| v.as_str())
+        .unwrap_or("?");
+    println!(
+        "{} report {id}",
+        if v.valid() { "VALID" } else { "INVALID" }
+    );
+    for c in &v.checks {
+        let mark = match c.status {
+            CheckStatus::Pass => "PASS",
+            CheckStatus::Fail => "FAIL",
+            CheckStatus::Skipped => "SKIP",
+        };
+        println!("  [{mark}] {}: {}", c.name, c.detail);
     }
+    if v.valid() {
+        Ok(())
+    } else {
+        let failed: Vec<&str> = v
+            .checks
+            .iter()
+            .filter(|c| !c.ok())
+            .map(|c| c.name)
+            .collect();
+        bail!("INVALID report {id}: {}", failed.join(", "))
+    }
+}
+
+/// SHA-256 (hex) of every file under `dir`.
+fn hash_files(
+    dir: &std::path::Path,
+    out: &mut std::collections::HashSet<String>,
+) -> anyhow::Result<()> {
+    use sha2::Digest;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            hash_files(&path, out)?;
+        } else {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            out.insert(hex::encode(sha2::Sha256::digest(&bytes)));
+        }
+    }
+    Ok(())
+}
+
+/// The passphrase for `keygen`: the first line of `file`, else asked twice on the terminal (echo
+/// off), else the first line of stdin.
+fn read_passphrase(file: Option<&std::path::Path>) -> anyhow::Result<Passphrase> {
+    use std::io::{BufRead, IsTerminal};
+    let first_line = |text: &str| text.lines().next().unwrap_or_default().to_string();
+    let pass = match file {
+        Some(f) => first_line(
+            &std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        ),
+        None if std::io::stdin().is_terminal() => {
+            let ask = |prompt: &str| -> anyhow::Result<String> {
+                eprint!("{prompt}");
+                let _ = std::process::Command::new("stty").arg("-echo").status();
+                let mut line = String::new();
+                let r = std::io::stdin().lock().read_line(&mut line);
+                let _ = std::process::Command::new("stty").arg("echo").status();
+                eprintln!();
+                r?;
+                Ok(first_line(&line))
+            };
+            let a = ask("口令 passphrase: ")?;
+            if ask("再次输入 again: ")? != a {
+                bail!("the two passphrases differ");
+            }
+            a
+        }
+        None => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            first_line(&line)
+        }
+    };
+    if pass.chars().count() < 8 {
+        bail!("a passphrase has at least 8 characters");
+    }
+    Ok(Passphrase::new(pass))
+}
+
+async fn keygen(
+    config: Config,
+    user: &str,
+    algorithm: Option<&str>,
+    passphrase_file: Option<&std::path::Path>,
+    no_passphrase: bool,
+    replace: bool,
+) -> anyhow::Result<()> {
+    let algorithm = match algorithm {
+        Some(a) => {
+            Algorithm::parse(a).with_context(|| format!("unknown algorithm {a}: sm2 or ed25519"))?
+        }
+        None => yilian_app::hub::key_algorithm(&config),
+    };
+    if no_passphrase && config.keys.require_passphrase {
+        bail!("this alliance requires passphrase-sealed keys (keys.require_passphrase)");
+    }
+    let username = config
+        .user(user)
+        .with_context(|| format!("{user} is not a user of the directory"))?
+        .username;
+    let passphrase = if no_passphrase {
+        None
+    } else {
+        Some(read_passphrase(passphrase_file)?)
+    };
+    // The key file first: opening the hub would give a reader without one a key in clear (demo).
+    let vault = yilian_store::FileKeyVault::new(&config.keys.dir);
+    if let Some(k) = vault.key_for(&username).await?
+        && !replace
+    {
+        bail!(
+            "{user} already has key {} ({}): --replace retires it and makes a new one",
+            k.key_id,
+            k.algorithm
+        );
+    }
+    let key = vault
+        .create_key(&username, algorithm, passphrase.as_ref(), replace)
+        .await?;
+    let hub = yilian::open_hub(config).await?;
+    let record = hub.publish_key(username.as_str(), &key).await?;
+    eprintln!(
+        "{} key for {user}, {}, valid {} to {}",
+        key.algorithm,
+        if key.sealed {
+            "sealed with the passphrase"
+        } else {
+            "in clear (no passphrase)"
+        },
+        record.valid_from,
+        record.valid_to
+    );
+    println!("{}", key.key_id);
+    Ok(())
 }
 
 /// The tour's lab messages: a CBC from the township lab, a critical potassium from the county lab

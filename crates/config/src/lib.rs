@@ -688,10 +688,25 @@ fn parse_s3_url(url: &str) -> Result<S3Location, String> {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
-    /// Folder holding readers' private signing keys (mode 0600 files).
+    /// Folder holding the signers' key files (mode 0600) and the hub's clock key.
     pub dir: PathBuf,
     /// How long a newly generated key is valid.
     pub validity_days: i64,
+    /// The alliance's signature algorithm for new keys: SM2 over SM3 (national, the default) or
+    /// Ed25519. `yilian keygen --algorithm` chooses per signer.
+    pub algorithm: KeyAlgorithm,
+    /// Readers sign only with passphrase-sealed keys made by `yilian keygen`, giving the passphrase
+    /// with each sign request. `false` (the demo): keys are created on first use, in clear.
+    pub require_passphrase: bool,
+}
+
+/// A signature algorithm, as configuration names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub enum KeyAlgorithm {
+    #[serde(rename = "SM2", alias = "sm2")]
+    Sm2,
+    #[serde(rename = "Ed25519", alias = "ed25519")]
+    Ed25519,
 }
 
 impl Default for KeysConfig {
@@ -699,6 +714,8 @@ impl Default for KeysConfig {
         KeysConfig {
             dir: "yilian-data/keys".into(),
             validity_days: 730,
+            algorithm: KeyAlgorithm::Sm2,
+            require_passphrase: true,
         }
     }
 }
@@ -1124,6 +1141,12 @@ impl Config {
         for (i, u) in self.users.iter().enumerate() {
             Username::new(u.username.clone())
                 .map_err(|e| invalid(format!("users[{i}].username"), e.to_string()))?;
+            if u.username == "hub" {
+                return Err(invalid(
+                    format!("users[{i}].username"),
+                    "\"hub\" is reserved: it owns the hub's clock key",
+                ));
+            }
             if !names.insert(u.username.as_str()) {
                 return Err(invalid(
                     format!("users[{i}].username"),
@@ -1728,6 +1751,23 @@ mod tests {
             );
         }
         assert!(!c.routing.rules.is_empty());
+    }
+
+    #[test]
+    fn keys_default_to_sm2_and_hub_is_a_reserved_username() {
+        assert_eq!(KeysConfig::default().algorithm, KeyAlgorithm::Sm2);
+        assert!(KeysConfig::default().require_passphrase);
+        let c = demo();
+        assert_eq!(c.keys.algorithm, KeyAlgorithm::Sm2);
+        assert!(
+            !c.keys.require_passphrase,
+            "the demo creates keys on first use"
+        );
+        let text = DEMO_TOML.replacen("username = \"li.reader\"", "username = \"hub\"", 1);
+        let mut c = Config::from_toml(&text, "demo").unwrap();
+        c.alliance.patient_key_secret = Some("x".repeat(16));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("reserved"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use yilian_app::reading::ReportInput;
 use yilian_app::routing::RouteOutcome;
 use yilian_domain::lab::LabValue;
 use yilian_domain::{ExamId, ReportId, StudyInstanceUid, mask_identifier, mask_name};
-use yilian_signing::format_time;
+use yilian_signing::{Passphrase, format_time};
 
 use crate::AppState;
 use crate::auth::{Authorized, Caller, act};
@@ -343,6 +343,9 @@ pub struct AmendBody {
     sections: BTreeMap<String, String>,
     #[serde(default)]
     reason: String,
+    /// Unlocks the reader's sealed key for this signature (never logged, never stored).
+    #[serde(default)]
+    passphrase: Option<Passphrase>,
 }
 
 /// `POST /api/v1/reports/{id}/revoke`.
@@ -351,6 +354,9 @@ pub struct AmendBody {
 pub struct RevokeBody {
     #[serde(default)]
     reason: String,
+    /// Unlocks the reader's sealed key for this signature (never logged, never stored).
+    #[serde(default)]
+    passphrase: Option<Passphrase>,
 }
 
 /// `GET /api/v1/exams/{id}/report/template`: the sections the exam's report is written in.
@@ -391,6 +397,7 @@ pub async fn amend(
                 sections: body.sections,
             },
             &body.reason,
+            body.passphrase.as_ref(),
         )
         .await?;
     Ok(Json(serde_json::to_value(doc).unwrap_or(Value::Null)))
@@ -405,7 +412,12 @@ pub async fn revoke(
 ) -> ApiResult {
     let r = st
         .hub
-        .revoke_report(&who, &report_id(id)?, &body.reason)
+        .revoke_report(
+            &who,
+            &report_id(id)?,
+            &body.reason,
+            body.passphrase.as_ref(),
+        )
         .await?;
     Ok(Json(revocation_json(&r)))
 }
@@ -432,14 +444,37 @@ pub async fn save_draft(
     Ok(Json(draft_json(&draft)))
 }
 
+/// The body of `POST /api/v1/exams/{id}/report/sign`: the text (else the draft's) and the passphrase
+/// that unlocks the reader's sealed key for this signature (never logged, never stored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignReportBody {
+    findings: Option<String>,
+    impression: Option<String>,
+    /// Text per section key of the exam's template.
+    #[serde(default)]
+    sections: BTreeMap<String, String>,
+    passphrase: Option<Passphrase>,
+}
+
 pub async fn sign(
     State(st): State<AppState>,
     Authorized(who, _): Authorized<act::ReportExam>,
     Path(id): Path<String>,
-    body: Option<Json<ReportBody>>,
+    body: Option<Json<SignReportBody>>,
 ) -> ApiResult {
-    let input = body.map(|Json(b)| b.into_input());
-    let doc = st.hub.sign(&who, &exam_id(id)?, input).await?;
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    // No text: the draft is signed.
+    let input = (body.findings.is_some() || body.impression.is_some() || !body.sections.is_empty())
+        .then(|| ReportInput {
+            findings: body.findings,
+            impression: body.impression,
+            sections: body.sections,
+        });
+    let doc = st
+        .hub
+        .sign_with_passphrase(&who, &exam_id(id)?, input, body.passphrase.as_ref())
+        .await?;
     Ok(Json(serde_json::to_value(doc).unwrap_or(Value::Null)))
 }
 

@@ -45,6 +45,9 @@ impl From<AppError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
             AppError::Invalid(m) => ApiError::bad_request(m),
+            AppError::KeyRefused { code, message } => {
+                ApiError::new(StatusCode::FORBIDDEN, code, message)
+            }
             AppError::Port(PortError::NotFound(detail)) => {
                 tracing::error!(%detail, "stored object missing");
                 ApiError::new(

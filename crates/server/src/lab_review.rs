@@ -12,7 +12,7 @@ use yilian_app::lab::LabPanelView;
 use yilian_app::lab_review::{AckInput, ReviewItem, register_summary};
 use yilian_app::ports::CriticalCaseRecord;
 use yilian_domain::LabPanelId;
-use yilian_signing::{format_time, parse_time};
+use yilian_signing::{Passphrase, format_time, parse_time};
 
 use crate::AppState;
 use crate::api::not_found_id;
@@ -90,6 +90,9 @@ pub async fn review_panel(
 pub struct SignBody {
     #[serde(default)]
     comment: String,
+    /// Unlocks the lab physician's sealed signing key for this signature; never logged or stored.
+    #[serde(default)]
+    passphrase: Option<Passphrase>,
 }
 
 /// `POST /api/v1/lab/panels/{id}/sign`: sign off and release; the signed document.
@@ -99,13 +102,15 @@ pub async fn sign(
     Path(id): Path<String>,
     body: Option<Json<SignBody>>,
 ) -> ApiResult {
-    let comment = body.map(|Json(b)| b.comment).unwrap_or_default();
+    let (comment, passphrase) = body
+        .map(|Json(b)| (b.comment, b.passphrase))
+        .unwrap_or_default();
     if comment.chars().count() > 2000 {
         return Err(ApiError::bad_request("comment: at most 2000 characters"));
     }
     let doc = st
         .hub
-        .sign_off_lab_panel(&who, &panel_id(id)?, &comment)
+        .sign_off_lab_panel(&who, &panel_id(id)?, &comment, passphrase.as_ref())
         .await?;
     Ok(Json(serde_json::to_value(doc).unwrap_or(Value::Null)))
 }

@@ -17,7 +17,8 @@ CREATE TABLE report_revocations (
     key_id TEXT NOT NULL,
     algorithm TEXT NOT NULL,
     signature TEXT NOT NULL,                 -- base64 over the canonical revocation document
-    document TEXT NOT NULL                   -- canonical (RFC 8785) `yilian.report-revocation.v1` JSON
+    document TEXT NOT NULL,                  -- canonical (RFC 8785) `yilian.report-revocation.v1` JSON
+    countersignature TEXT                    -- the hub's countersignature (JSON), as on reports
 );
 CREATE UNIQUE INDEX report_revocations_one_per_exam ON report_revocations (exam_id);
 CREATE UNIQUE INDEX report_revocations_by_report ON report_revocations (report_id);

@@ -373,7 +373,7 @@ fn ecg_row(r: &AnyRow) -> Result<EcgRow, PortError> {
 }
 
 pub(crate) const REPORT_COLS: &str = "report_id, exam_id, version, status, findings, impression, author, created_at, updated_at, signed_at, key_id, \
-                           algorithm, signature, document, template, sections";
+                           algorithm, signature, document, template, sections, countersignature";
 
 pub(crate) fn report_row(r: &AnyRow) -> Result<ReportRecord, PortError> {
     let status: String = get(r, "status")?;
@@ -394,6 +394,7 @@ pub(crate) fn report_row(r: &AnyRow) -> Result<ReportRecord, PortError> {
         document: get(r, "document")?,
         template: get(r, "template")?,
         sections: get(r, "sections")?,
+        countersignature: get(r, "countersignature")?,
     })
 }
 
@@ -403,7 +404,7 @@ pub(crate) async fn insert_final_report(
     r: &ReportRecord,
 ) -> Result<(), PortError> {
     sqlx::query(sql!(
-        "INSERT INTO reports ({REPORT_COLS}) VALUES ($1, $2, $3, 'final', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        "INSERT INTO reports ({REPORT_COLS}) VALUES ($1, $2, $3, 'final', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     ))
     .bind(r.report_id.as_str())
     .bind(r.exam_id.as_str())
@@ -420,6 +421,7 @@ pub(crate) async fn insert_final_report(
     .bind(&r.document)
     .bind(&r.template)
     .bind(&r.sections)
+    .bind(&r.countersignature)
     .execute(&mut *conn)
     .await
     .map_err(db)?;
@@ -1618,6 +1620,7 @@ impl Catalog for SqlCatalog {
                 document: get(row, "r_document")?,
                 template: get(row, "r_template")?,
                 sections: get(row, "r_sections")?,
+                countersignature: get(row, "r_countersignature")?,
             };
             out.push((exam, report));
         }

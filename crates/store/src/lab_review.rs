@@ -24,8 +24,7 @@ const CASE_COLS: &str = "case_id, panel_id, result_seq, site_id, notify_site, re
                          unit, rule_name, explanation, opened_at, ack_due_at, state, escalations, last_escalated_at, \
                          next_escalation_at, acked_at, acked_by, ack_name, ack_role, read_back";
 
-const SIGNOFF_COLS: &str =
-    "panel_id, signer, comment, signed_at, key_id, algorithm, signature, document";
+const SIGNOFF_COLS: &str = "panel_id, signer, comment, signed_at, key_id, algorithm, signature, document, countersignature";
 
 /// A case and its notification, inside the panel's transaction.
 pub(crate) async fn insert_case(
@@ -114,6 +113,7 @@ fn signoff_row(row: &AnyRow) -> Result<LabSignoff, PortError> {
         algorithm: get(row, "algorithm")?,
         signature: get(row, "signature")?,
         document: get(row, "document")?,
+        countersignature: get(row, "countersignature")?,
     })
 }
 
@@ -162,7 +162,7 @@ impl SqlCatalog {
             return Ok(false);
         }
         sqlx::query(sql!(
-            "INSERT INTO lab_signoffs ({SIGNOFF_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO lab_signoffs ({SIGNOFF_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
         .bind(s.panel_id.as_str())
         .bind(s.signer.as_str())
@@ -172,6 +172,7 @@ impl SqlCatalog {
         .bind(&s.algorithm)
         .bind(&s.signature)
         .bind(&s.document)
+        .bind(&s.countersignature)
         .execute(&mut *tx)
         .await
         .map_err(db)?;

@@ -15,7 +15,7 @@ use crate::catalog::{
 };
 
 const REVOCATION_COLS: &str = "revocation_id, report_id, exam_id, version, reason, revoked_by, revoked_at, key_id, \
-                               algorithm, signature, document";
+                               algorithm, signature, document, countersignature";
 
 fn revocation_row(r: &AnyRow) -> Result<RevocationRecord, PortError> {
     Ok(RevocationRecord {
@@ -30,6 +30,7 @@ fn revocation_row(r: &AnyRow) -> Result<RevocationRecord, PortError> {
         algorithm: get(r, "algorithm")?,
         signature: get(r, "signature")?,
         document: get(r, "document")?,
+        countersignature: get(r, "countersignature")?,
     })
 }
 
@@ -132,7 +133,7 @@ pub(crate) async fn revoke_report(
         return Ok(outcome);
     }
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO report_revocations ({REVOCATION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        "INSERT INTO report_revocations ({REVOCATION_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     )))
     .bind(&r.revocation_id)
     .bind(r.report_id.as_str())
@@ -145,6 +146,7 @@ pub(crate) async fn revoke_report(
     .bind(&r.algorithm)
     .bind(&r.signature)
     .bind(&r.document)
+    .bind(&r.countersignature)
     .execute(&mut *tx)
     .await
     .map_err(db)?;
