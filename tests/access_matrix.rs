@@ -91,6 +91,8 @@ fn allowed(method: &str, path: &str) -> &'static [R] {
         ("POST", "/api/v1/results/", &[Clinician]),
         ("GET", "/api/v1/results", &[Reader, Clinician]),
         ("GET", "/api/v1/reports/", &[Tech, Reader, Clinician]),
+        // The printable report page: the same scope as the report.
+        ("GET", "/reports/", &[Tech, Reader, Clinician]),
         ("GET", "/api/v1/admin/", &[Admin]),
         ("POST", "/api/v1/admin/", &[Admin]),
         ("GET", "/metrics", &[Admin]),

@@ -16,6 +16,9 @@ pub enum AppError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// Something the hub needs for this request is not installed or configured (503 with `code`).
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
     #[error(transparent)]
     Port(#[from] PortError),
 }

@@ -9,9 +9,7 @@ use sha2::Sha256;
 use yilian_config::{Config, RoutingConfig};
 use yilian_domain::{LocalPatientId, PatientKey, ResidentId, UnixMillis, Username};
 use yilian_policy::Rota;
-use yilian_signing::{
-    PublicKeyRecord, SignatureBlock, SignedDocument, canonicalize, format_time,
-};
+use yilian_signing::{PublicKeyRecord, SignatureBlock, SignedDocument, canonicalize, format_time};
 
 use crate::access::Principal;
 use crate::metrics::HubCounters;
@@ -168,8 +166,8 @@ impl Hub {
     ) -> Result<(SignedDocument, String), crate::error::AppError> {
         let key = self.signing_key(owner).await?;
         let report = build(&key);
-        let canonical = canonicalize(&report)
-            .map_err(|e| crate::error::AppError::Invalid(e.to_string()))?;
+        let canonical =
+            canonicalize(&report).map_err(|e| crate::error::AppError::Invalid(e.to_string()))?;
         let value = self
             .vault
             .sign(owner, &key.key_id, canonical.as_bytes())

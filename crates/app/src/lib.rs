@@ -6,6 +6,7 @@ pub mod access;
 pub mod duty;
 pub mod ecg;
 pub mod error;
+pub mod exports;
 pub mod hub;
 pub mod ingest;
 pub mod lab;

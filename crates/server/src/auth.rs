@@ -86,4 +86,5 @@ acts!(
     DecideRecognition,
     CheckPriorResult,
     ViewMetrics,
+    ViewReport,
 );

@@ -45,6 +45,9 @@ impl From<AppError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
             AppError::Invalid(m) => ApiError::bad_request(m),
+            AppError::Unavailable { code, message } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+            }
             AppError::Port(PortError::NotFound(detail)) => {
                 tracing::error!(%detail, "stored object missing");
                 ApiError::new(
