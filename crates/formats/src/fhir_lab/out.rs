@@ -783,19 +783,19 @@ pub fn capability_statement(
                     ],
                 },
                 {
-                    "type": "ImagingStudy",
-                    "interaction": interactions(),
-                    "searchParam": [patient_param.clone(), token("_id", "the Study Instance UID")],
-                },
-                {
                     "type": "Observation",
                     "interaction": interactions(),
                     "searchParam": [
-                        patient_param,
+                        patient_param.clone(),
                         token("code", "[system|]code: LOINC or the lab's local code; a comma separates alternatives"),
                         date_param,
                         id_param,
                     ],
+                },
+                {
+                    "type": "ImagingStudy",
+                    "interaction": interactions(),
+                    "searchParam": [patient_param, token("_id", "the Study Instance UID")],
                 },
             ],
         }],
