@@ -76,10 +76,7 @@ impl Hub {
     fn local_time(&self, t: UnixMillis) -> String {
         let minutes = self.config.alliance.utc_offset_minutes;
         let utc = DateTime::from_timestamp_millis(t.0).unwrap_or_default();
-        match i32::try_from(minutes)
-            .ok()
-            .and_then(|m| FixedOffset::east_opt(m.saturating_mul(60)))
-        {
+        match FixedOffset::east_opt(minutes.saturating_mul(60)) {
             Some(offset) => format!(
                 "{} (UTC{offset})",
                 utc.with_timezone(&offset).format("%Y-%m-%d %H:%M:%S")

@@ -145,7 +145,7 @@ pub fn diagnostic_report(base: &FhirBase, r: &ReportExport) -> Value {
 
 /// The study as a FHIR R4 `ImagingStudy`: series and instances by UID, with the hub's DICOMweb
 /// service as a contained `Endpoint`.
-pub fn imaging_study(base: &FhirBase, r: &ReportExport) -> Value {
+pub fn imaging_study(_base: &FhirBase, r: &ReportExport) -> Value {
     let mut modalities: Vec<String> = Vec::new();
     for m in r.series.iter().filter_map(|s| s.modality.clone()) {
         if !modalities.contains(&m) {
@@ -242,14 +242,13 @@ pub fn imaging_study(base: &FhirBase, r: &ReportExport) -> Value {
     {
         s["description"] = json!(d);
     }
-    if s["series"].as_array().is_some_and(Vec::is_empty) {
-        if let Some(o) = s.as_object_mut() {
-            o.remove("series");
-        }
+    if s["series"].as_array().is_some_and(Vec::is_empty)
+        && let Some(o) = s.as_object_mut()
+    {
+        o.remove("series");
     }
     // The report that interprets it, so a client that starts at the study finds the reading.
     s["interpreter"] = json!([signer_reference(r)]);
-    let _ = base;
     s
 }
 
