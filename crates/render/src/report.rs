@@ -82,11 +82,14 @@ impl PrintableReport {
     }
 
     fn exam_text(&self) -> String {
-        let mut s = self.modality.clone();
-        if let Some(d) = self.study_description.as_deref().filter(|d| !d.is_empty()) {
-            let _ = write!(s, " {d}");
+        match self.study_description.as_deref().map(str::trim) {
+            // A description that names the modality already (`CT CHEST`) stands alone.
+            Some(d) if d.starts_with(self.modality.as_str()) && !self.modality.is_empty() => {
+                d.to_string()
+            }
+            Some(d) if !d.is_empty() => format!("{} {d}", self.modality),
+            _ => self.modality.clone(),
         }
-        s
     }
 
     /// The labelled lines above the text blocks, in order.
