@@ -259,6 +259,12 @@ async fn signed_reports_leave_as_fhir_sr_html_and_pdf() {
             .await;
             assert_eq!(none["total"], 0, "{narrower}");
         }
+        // The subject resolves: the patient as the study names them (site identifier, no resident ID).
+        let subject = dr["subject"]["reference"].as_str().unwrap().to_string();
+        let patient = fhir(&t, &zhao, &format!("/{subject}")).await;
+        assert_eq!(patient["identifier"][0]["value"], "HX0001");
+        let by_subject = fhir(&t, &zhao, &format!("/DiagnosticReport?patient={subject}")).await;
+        assert_eq!(match_ids(&by_subject), vec![id.clone()]);
         let by_id = fhir(&t, &zhao, &format!("/DiagnosticReport?_id={id}")).await;
         assert_eq!(match_ids(&by_id), vec![id.clone()]);
         let studies = fhir(
@@ -394,7 +400,7 @@ async fn signed_reports_leave_as_fhir_sr_html_and_pdf() {
         );
 
         if matches!(backend, support::Backend::Sqlite) {
-            validate_fhir(&[dr, study, by_patient, studies, meta]);
+            validate_fhir(&[dr, study, by_patient, studies, meta, patient]);
         }
         t.finish().await;
     }

@@ -171,6 +171,11 @@ impl Hub {
             return Ok(None);
         }
         let mut keys = self.catalog.lab_patient_keys_by_prefix(id).await?;
+        for k in self.catalog.reported_patient_keys_by_prefix(id).await? {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
         Ok(if keys.len() == 1 { keys.pop() } else { None })
     }
 
@@ -592,6 +597,10 @@ impl Hub {
         for key in keys {
             let mine: Vec<_> = rows.iter().filter(|r| &r.patient_key == key).collect();
             let Some(newest) = mine.first() else {
+                // No published lab report: as their signed imaging and ECG exams name them.
+                if let Some(p) = self.reported_patient(key).await? {
+                    out_list.push(p);
+                }
                 continue;
             };
             let mut input = PatientInput {
@@ -716,5 +725,27 @@ impl Hub {
         let mut seen = BTreeSet::new();
         found.retain(|(e, _)| seen.insert(e.report_id.clone()));
         Ok(found)
+    }
+
+    /// A patient as the exams of their final imaging and ECG reports name them (site identifiers,
+    /// never a resident ID; the newest name); `None` without such a report.
+    async fn reported_patient(&self, key: &PatientKey) -> Result<Option<Value>, AppError> {
+        let exams = self.catalog.results_of_patient(key).await?;
+        let Some((newest, report)) = exams.first() else {
+            return Ok(None);
+        };
+        let mut input = PatientInput {
+            id: out::patient_id(&key.0),
+            last_updated: report.signed_at,
+            ..PatientInput::default()
+        };
+        for (e, _) in &exams {
+            let pair = (e.issuer_of_patient_id.clone(), e.patient_id.clone());
+            if ResidentId::parse(&e.patient_id).is_none() && !input.identifiers.contains(&pair) {
+                input.identifiers.push(pair);
+            }
+        }
+        input.name = newest.patient_name.clone();
+        Ok(Some(out::patient(&input)))
     }
 }
