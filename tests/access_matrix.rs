@@ -99,6 +99,8 @@ fn allowed(method: &str, path: &str) -> &'static [R] {
         ("GET", "/api/v1/reports/", &[Tech, Reader, Clinician]),
         // Amend and revoke a signed report: readers (scope and seniority decided in app).
         ("POST", "/api/v1/reports/", &[Reader]),
+        // The printable report page: the same scope as the report.
+        ("GET", "/reports/", &[Tech, Reader, Clinician]),
         ("GET", "/api/v1/admin/", &[Admin]),
         ("POST", "/api/v1/admin/", &[Admin]),
         ("GET", "/metrics", &[Admin]),

@@ -961,7 +961,7 @@ async fn a_fhir_client_nobody_here_wrote_searches_the_hub() {
         assert_eq!(v["fhirVersion"], "4.0.1");
         assert_eq!(
             v["resources"],
-            serde_json::json!(["Patient", "DiagnosticReport", "Observation"])
+            serde_json::json!(["Patient", "DiagnosticReport", "Observation", "ImagingStudy"])
         );
         assert_eq!(v["report_total"], 1, "{v}");
         assert_eq!(v["reports"][0]["id"], corrected.as_str());

@@ -20,6 +20,9 @@ pub enum AppError {
     /// or wrong (403 with the code). No signature was made.
     #[error("{message}")]
     KeyRefused { code: &'static str, message: String },
+    /// Something the hub needs for this request is not installed or configured (503 with `code`).
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
     #[error(transparent)]
     Port(#[from] PortError),
 }

@@ -12,13 +12,15 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 use yilian_domain::lab::PanelStatus;
-use yilian_domain::{LabPanelId, LocalPatientId, PatientKey, ResidentId};
+use yilian_domain::{LabPanelId, LocalPatientId, PatientKey, ResidentId, UnixMillis};
 use yilian_formats::fhir_lab::out::{
     self, FhirBase, PatientInput, Recognition, ReportInput, SearchMode,
 };
 use yilian_formats::fhir_lab::search::{
     LabSearch, SearchError, SearchResource, Token, parse_search,
 };
+use yilian_formats::report_export::ReportExport;
+use yilian_formats::report_fhir;
 use yilian_policy::{
     LabRecognition, LabRecognitionFacts, NewerReport, RecognitionDecision, recognise_lab,
 };
@@ -92,6 +94,14 @@ fn identifier_matches(resource: &Value, token: &Token) -> bool {
     })
 }
 
+/// Whether any `category` of the report satisfies any token (no tokens: yes).
+fn categories_match(report: &Value, tokens: &[Token]) -> bool {
+    tokens.is_empty()
+        || report["category"]
+            .as_array()
+            .is_some_and(|cats| cats.iter().any(|c| codes_match(c, tokens)))
+}
+
 /// The parameter names of a search, for the audit row (never their values).
 fn param_names(params: &[(String, String)]) -> String {
     let names: BTreeSet<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
@@ -143,7 +153,16 @@ impl Hub {
             Some("") => return Ok(Vec::new()),
             Some(s) => out::issuers_of_system(s),
         };
-        Ok(self.catalog.lab_patient_keys(&issuers, &t.code).await?)
+        let mut keys = self.catalog.lab_patient_keys(&issuers, &t.code).await?;
+        // Imaging and ECG patients by the site-local ID their studies carry (an issuer is needed).
+        for issuer in &issuers {
+            if let Some(k) = self.catalog.patient_key_of(issuer, &t.code).await?
+                && !keys.contains(&k)
+            {
+                keys.push(k);
+            }
+        }
+        Ok(keys)
     }
 
     /// The patient a Patient id stands for, when exactly one published patient has it.
@@ -152,6 +171,11 @@ impl Hub {
             return Ok(None);
         }
         let mut keys = self.catalog.lab_patient_keys_by_prefix(id).await?;
+        for k in self.catalog.reported_patient_keys_by_prefix(id).await? {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
         Ok(if keys.len() == 1 { keys.pop() } else { None })
     }
 
@@ -313,6 +337,37 @@ impl Hub {
                     .collect();
                 (entries, n, format!("{n} patients"))
             }
+            SearchResource::ImagingStudy => {
+                let keys = self.search_keys(&s).await?;
+                if keys.is_none() && s.ids.is_empty() {
+                    return Err(AppError::Invalid(
+                        "an ImagingStudy search needs patient, patient.identifier or _id".into(),
+                    ));
+                }
+                if let Some(k) = &keys {
+                    audited.extend(k.iter().map(|k| k.0.clone()));
+                }
+                let mut found = match &keys {
+                    Some(k) => self.fhir_imaging_reports_of(k).await?,
+                    None => Vec::new(),
+                };
+                if keys.is_none() {
+                    for id in &s.ids {
+                        found.extend(self.fhir_imaging_study(id).await?);
+                    }
+                }
+                let mut studies = BTreeSet::new();
+                let mut entries = Vec::new();
+                for (e, key) in found {
+                    let wanted = s.ids.is_empty() || s.ids.contains(&e.study_uid);
+                    if wanted && studies.insert(e.study_uid.clone()) {
+                        audited.insert(key.0);
+                        entries.push((report_fhir::imaging_study(&base, &e), SearchMode::Match));
+                    }
+                }
+                let n = entries.len();
+                (entries, n, format!("{n} imaging studies"))
+            }
             SearchResource::DiagnosticReport | SearchResource::Observation => {
                 let keys = self.search_keys(&s).await?;
                 let observation = resource == SearchResource::Observation;
@@ -335,6 +390,7 @@ impl Hub {
                 if let Some(k) = &keys {
                     audited.extend(k.iter().map(|k| k.0.clone()));
                 }
+                let imaging_keys = keys.clone();
                 let nothing = keys.as_ref().is_some_and(Vec::is_empty)
                     || (!s.ids.is_empty() && panel_ids.is_empty());
                 let codes: Vec<String> = s.codes.iter().map(|t| t.code.clone()).collect();
@@ -385,6 +441,7 @@ impl Hub {
                     } else {
                         let report = out::diagnostic_report(&base, &input);
                         let wanted = codes_match(&report["code"], &s.codes)
+                            && categories_match(&report, &s.categories)
                             && s.identifier
                                 .as_ref()
                                 .is_none_or(|t| identifier_matches(&report, t));
@@ -400,6 +457,17 @@ impl Hub {
                                 );
                             }
                         }
+                    }
+                }
+                if !observation {
+                    for (e, key) in self
+                        .imaging_report_matches(&s, imaging_keys.as_deref())
+                        .await?
+                    {
+                        audited.insert(key.0);
+                        reports += 1;
+                        entries
+                            .push((report_fhir::diagnostic_report(&base, &e), SearchMode::Match));
                     }
                 }
                 let total = entries.len();
@@ -453,7 +521,15 @@ impl Hub {
     ) -> Result<Value, AppError> {
         require(who, Action::LookupResults)?;
         let not_found = || AppError::NotFound("resource");
+        let imaging = match resource {
+            SearchResource::DiagnosticReport => self.fhir_imaging_report(id).await?,
+            _ => None,
+        };
         let (value, key) = match resource {
+            SearchResource::DiagnosticReport if imaging.is_some() => {
+                let (e, key) = imaging.ok_or_else(not_found)?;
+                (report_fhir::diagnostic_report(&self.fhir_base(), &e), key)
+            }
             SearchResource::Patient => {
                 let key = self.key_for_patient_id(id).await?.ok_or_else(not_found)?;
                 let p = self
@@ -462,6 +538,10 @@ impl Hub {
                     .pop()
                     .ok_or_else(not_found)?;
                 (p, key)
+            }
+            SearchResource::ImagingStudy => {
+                let (e, key) = self.fhir_imaging_study(id).await?.ok_or_else(not_found)?;
+                (report_fhir::imaging_study(&self.fhir_base(), &e), key)
             }
             SearchResource::DiagnosticReport | SearchResource::Observation => {
                 let (panel, seq) = match resource {
@@ -517,6 +597,10 @@ impl Hub {
         for key in keys {
             let mine: Vec<_> = rows.iter().filter(|r| &r.patient_key == key).collect();
             let Some(newest) = mine.first() else {
+                // No published lab report: as their signed imaging and ECG exams name them.
+                if let Some(p) = self.reported_patient(key).await? {
+                    out_list.push(p);
+                }
                 continue;
             };
             let mut input = PatientInput {
@@ -592,5 +676,76 @@ impl Hub {
                 }
             })
             .collect())
+    }
+
+    /// The signed imaging and ECG reports a DiagnosticReport search matches: of the patients it names
+    /// (else by `_id` or report `identifier`), filtered by `_id`, `identifier`, `code`, `category` and
+    /// `date` (the study date).
+    async fn imaging_report_matches(
+        &self,
+        s: &LabSearch,
+        keys: Option<&[PatientKey]>,
+    ) -> Result<Vec<(ReportExport, PatientKey)>, AppError> {
+        let mut found = match keys {
+            Some(k) => self.fhir_imaging_reports_of(k).await?,
+            None => {
+                let mut by_id = Vec::new();
+                let named = s.ids.iter().chain(s.identifier.as_ref().map(|t| &t.code));
+                for id in named {
+                    by_id.extend(self.fhir_imaging_report(id).await?);
+                }
+                by_id
+            }
+        };
+        let offset = i64::from(self.offset());
+        found.retain(|(e, _)| {
+            let codes = report_fhir::search_codes(e);
+            let studied = e.study_date.as_deref().and_then(|d| {
+                chrono::NaiveDate::parse_from_str(d, "%Y%m%d")
+                    .ok()?
+                    .and_hms_opt(0, 0, 0)
+                    .map(|t| UnixMillis(t.and_utc().timestamp_millis() - offset * 60_000))
+            });
+            (s.ids.is_empty() || s.ids.contains(&e.report_id))
+                && s.identifier
+                    .as_ref()
+                    .is_none_or(|t| t.matches(Some(report_fhir::REPORT_SYSTEM), &e.report_id))
+                && (s.codes.is_empty()
+                    || s.codes
+                        .iter()
+                        .any(|t| codes.iter().any(|(sys, c)| t.matches(Some(sys), c))))
+                && (s.categories.is_empty()
+                    || s.categories.iter().any(|t| {
+                        codes
+                            .iter()
+                            .any(|(sys, c)| sys.ends_with("v2-0074") && t.matches(Some(sys), c))
+                    }))
+                && s.date_matches(studied)
+        });
+        let mut seen = BTreeSet::new();
+        found.retain(|(e, _)| seen.insert(e.report_id.clone()));
+        Ok(found)
+    }
+
+    /// A patient as the exams of their final imaging and ECG reports name them (site identifiers,
+    /// never a resident ID; the newest name); `None` without such a report.
+    async fn reported_patient(&self, key: &PatientKey) -> Result<Option<Value>, AppError> {
+        let exams = self.catalog.results_of_patient(key).await?;
+        let Some((newest, report)) = exams.first() else {
+            return Ok(None);
+        };
+        let mut input = PatientInput {
+            id: out::patient_id(&key.0),
+            last_updated: report.signed_at,
+            ..PatientInput::default()
+        };
+        for (e, _) in &exams {
+            let pair = (e.issuer_of_patient_id.clone(), e.patient_id.clone());
+            if ResidentId::parse(&e.patient_id).is_none() && !input.identifiers.contains(&pair) {
+                input.identifiers.push(pair);
+            }
+        }
+        input.name = newest.patient_name.clone();
+        Ok(Some(out::patient(&input)))
     }
 }

@@ -7,6 +7,7 @@ pub mod audit_trail;
 pub mod duty;
 pub mod ecg;
 pub mod error;
+pub mod exports;
 pub mod hub;
 pub mod ingest;
 pub mod lab;

@@ -1206,6 +1206,11 @@ pub trait Catalog: Send + Sync {
     ) -> Result<Vec<PatientKey>, PortError>;
     /// The patients with a published panel whose key starts with `prefix`.
     async fn lab_patient_keys_by_prefix(&self, prefix: &str) -> Result<Vec<PatientKey>, PortError>;
+    /// The patients with a final imaging or ECG report whose key starts with `prefix`.
+    async fn reported_patient_keys_by_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<PatientKey>, PortError>;
     /// How the published panels of these patients named them, newest received first.
     async fn published_lab_identities(
         &self,

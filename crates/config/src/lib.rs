@@ -86,9 +86,23 @@ pub struct Config {
     /// Report templates (`[[report.templates]]`); built-in imaging and ECG templates otherwise.
     #[serde(default)]
     pub report: ReportConfig,
+    /// Report exports (`[reports]`): the font of the printable PDF.
+    #[serde(default)]
+    pub reports: ReportsConfig,
     /// Where the configuration was read from, and where each routing rule sits in it.
     #[serde(skip)]
     source: Source,
+}
+
+/// Report exports (`[reports]`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// A TrueType/OpenType font (or collection: its first face) with Chinese glyphs, embedded (subset)
+    /// in printable PDFs. Unset: the standard Debian paths of fonts-wqy-microhei, fonts-wqy-zenhei and
+    /// fonts-noto-cjk are tried in that order. None found: the PDF export answers 503
+    /// `pdf_font_missing`.
+    pub pdf_font: Option<PathBuf>,
 }
 
 /// Notifications of urgent and escalated exams (`[notifications]`): always kept for readers to poll;

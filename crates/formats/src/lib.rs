@@ -13,5 +13,8 @@ pub mod lengths;
 #[cfg(test)]
 mod mutate;
 pub mod query;
+pub mod report_export;
+pub mod report_fhir;
+pub mod report_sr;
 
 pub use dicom::{DicomError, DicomMeta, Parsed, parse_bytes, parse_dicom, parse_file};

@@ -8,6 +8,7 @@
 
 pub mod ecg;
 mod params;
+pub mod report;
 
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -87,4 +87,5 @@ acts!(
     CheckPriorResult,
     ViewMetrics,
     ReadAudit,
+    ViewReport,
 );

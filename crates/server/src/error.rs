@@ -48,6 +48,9 @@ impl From<AppError> for ApiError {
             AppError::KeyRefused { code, message } => {
                 ApiError::new(StatusCode::FORBIDDEN, code, message)
             }
+            AppError::Unavailable { code, message } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+            }
             AppError::Port(PortError::NotFound(detail)) => {
                 tracing::error!(%detail, "stored object missing");
                 ApiError::new(

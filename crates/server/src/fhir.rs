@@ -104,7 +104,7 @@ fn resource_type(name: &str) -> Result<SearchResource, FhirError> {
         FhirError::new(
             StatusCode::NOT_FOUND,
             format!(
-                "resource type {name:?} is not served here: Patient, DiagnosticReport, Observation (see metadata)"
+                "resource type {name:?} is not served here: Patient, DiagnosticReport, Observation, ImagingStudy (see metadata)"
             ),
         )
     })

@@ -9,6 +9,7 @@ mod dicomweb;
 pub mod dimse;
 mod ecg;
 mod error;
+mod exports;
 mod fhir;
 mod lab;
 mod lab_review;
@@ -170,6 +171,9 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/v1/reports/{id}/verify", get(api::verify))
         .route("/api/v1/reports/{id}/amend", post(api::amend))
         .route("/api/v1/reports/{id}/revoke", post(api::revoke))
+        .route("/api/v1/reports/{id}/sr", get(exports::sr))
+        .route("/api/v1/reports/{id}/pdf", get(exports::pdf))
+        .route("/reports/{id}/print", get(exports::print))
         .route("/api/v1/keys", get(api::keys))
         .route("/api/v1/admin/turnaround", get(metrics::turnaround))
         .route("/metrics", get(metrics::metrics))

@@ -724,6 +724,24 @@ impl Catalog for SqlCatalog {
         SqlCatalog::ids_linked_to_key(self, key).await
     }
 
+    async fn reported_patient_keys_by_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<PatientKey>, PortError> {
+        // Keys are lower-case hex: every key starting with the prefix sorts in [prefix, prefix + "g").
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT e.patient_key FROM exams e \
+             JOIN reports r ON r.exam_id = e.exam_id AND r.status = 'final' \
+             WHERE e.patient_key >= $1 AND e.patient_key < $2 ORDER BY e.patient_key",
+        )
+        .bind(prefix)
+        .bind(format!("{prefix}g"))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(keys.into_iter().map(PatientKey).collect())
+    }
+
     async fn patient_birth_date(
         &self,
         issuer: &str,

@@ -390,7 +390,11 @@ fn interpretation(flag: &AbnormalFlag) -> Value {
 }
 
 /// `meta` with the recognition tag when recognised, and the recognition extension.
-fn recognition_parts(base: &FhirBase, r: &Recognition, last_updated: UnixMillis) -> (Value, Value) {
+pub(crate) fn recognition_parts(
+    base: &FhirBase,
+    r: &Recognition,
+    last_updated: UnixMillis,
+) -> (Value, Value) {
     let mut meta = json!({ "lastUpdated": instant(last_updated) });
     if r.recognised {
         meta["tag"] = json!([{
@@ -593,7 +597,7 @@ pub fn observations(base: &FhirBase, input: &ReportInput<'_>) -> Vec<Value> {
 }
 
 /// `YYYYMMDD` / `YYYYMM` / `YYYY` → FHIR `date`.
-fn fhir_date(d: &str) -> Option<String> {
+pub(crate) fn fhir_date(d: &str) -> Option<String> {
     let d = d.trim();
     if !d.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -728,12 +732,12 @@ pub fn capability_statement(
     let date_param = json!({
         "name": "date",
         "type": "date",
-        "documentation": "specimen collection time; prefixes eq (default), ge, gt, le, lt; repeat to bound both sides",
+        "documentation": "specimen collection time (imaging and ECG: the study date); prefixes eq (default), ge, gt, le, lt; repeat to bound both sides",
     });
     let id_param = token("_id", "the resource id");
     let read_search = json!([{ "code": "read" }, { "code": "search-type" }]);
     let interactions = || read_search.clone();
-    let mut implementation = json!({ "description": "Yilian (医联) lab results for member hospitals: published panels, the newest report of each order, with mutual recognition" });
+    let mut implementation = json!({ "description": "Yilian (医联) results for member hospitals: published lab panels (the newest report of each order) and signed imaging and ECG reports with their studies, with mutual recognition" });
     if let Some(url) = &base.full_url {
         implementation["url"] = json!(url);
     }
@@ -772,7 +776,8 @@ pub fn capability_statement(
                     "searchParam": [
                         patient_param.clone(),
                         token("identifier", "the order number (filler or placer), [system|]value"),
-                        token("code", "[system|]code: LOINC or the lab's local code; a comma separates alternatives"),
+                        token("code", "[system|]code: LOINC or the lab's local code (imaging: LOINC 18748-4, ECG: 11524-6, or the DICOM modality); a comma separates alternatives"),
+                        token("category", "v2-0074 LAB, RAD (imaging) or EC (ECG); a comma separates alternatives"),
                         date_param.clone(),
                         id_param.clone(),
                     ],
@@ -781,11 +786,16 @@ pub fn capability_statement(
                     "type": "Observation",
                     "interaction": interactions(),
                     "searchParam": [
-                        patient_param,
+                        patient_param.clone(),
                         token("code", "[system|]code: LOINC or the lab's local code; a comma separates alternatives"),
                         date_param,
                         id_param,
                     ],
+                },
+                {
+                    "type": "ImagingStudy",
+                    "interaction": interactions(),
+                    "searchParam": [patient_param, token("_id", "the Study Instance UID")],
                 },
             ],
         }],

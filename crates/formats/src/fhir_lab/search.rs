@@ -12,6 +12,8 @@ pub enum SearchResource {
     Patient,
     DiagnosticReport,
     Observation,
+    /// Imaging and ECG studies with a signed report (`report_fhir`).
+    ImagingStudy,
 }
 
 impl SearchResource {
@@ -20,6 +22,7 @@ impl SearchResource {
             SearchResource::Patient => "Patient",
             SearchResource::DiagnosticReport => "DiagnosticReport",
             SearchResource::Observation => "Observation",
+            SearchResource::ImagingStudy => "ImagingStudy",
         }
     }
 
@@ -28,6 +31,7 @@ impl SearchResource {
             "Patient" => SearchResource::Patient,
             "DiagnosticReport" => SearchResource::DiagnosticReport,
             "Observation" => SearchResource::Observation,
+            "ImagingStudy" => SearchResource::ImagingStudy,
             _ => return None,
         })
     }
@@ -82,6 +86,8 @@ pub struct LabSearch {
     pub identifier: Option<Token>,
     /// `code`, alternatives.
     pub codes: Vec<Token>,
+    /// `category` of a DiagnosticReport, alternatives (v2-0074 `LAB`, `RAD`, `EC`).
+    pub categories: Vec<Token>,
     /// `date`: specimen collected at or after this instant.
     pub from: Option<UnixMillis>,
     /// `date`: specimen collected before this instant.
@@ -143,7 +149,8 @@ pub fn parse_search(
                     .filter(|v| !v.is_empty())
                     .map(str::to_string),
             ),
-            (Patient, "identifier") | (DiagnosticReport | Observation, "patient.identifier") => {
+            (Patient, "identifier")
+            | (DiagnosticReport | Observation | ImagingStudy, "patient.identifier") => {
                 once(name, s.patient_identifier.is_some())?;
                 if value.contains(',') {
                     return Err(SearchError::Invalid(format!(
@@ -152,7 +159,7 @@ pub fn parse_search(
                 }
                 s.patient_identifier = Some(Token::parse(name, value)?);
             }
-            (DiagnosticReport | Observation, "patient" | "subject") => {
+            (DiagnosticReport | Observation | ImagingStudy, "patient" | "subject") => {
                 once("patient", s.patient.is_some())?;
                 let id = value.strip_prefix("Patient/").unwrap_or(value);
                 if id.is_empty() || id.contains(['/', ',']) {
@@ -165,6 +172,11 @@ pub fn parse_search(
             (DiagnosticReport, "identifier") => {
                 once(name, s.identifier.is_some())?;
                 s.identifier = Some(Token::parse(name, value)?);
+            }
+            (DiagnosticReport, "category") => {
+                for alt in value.split(',') {
+                    s.categories.push(Token::parse(name, alt)?);
+                }
             }
             (DiagnosticReport | Observation, "code") => {
                 for alt in value.split(',') {

@@ -384,7 +384,10 @@ fn bundles_count_matches_and_name_their_entries() {
         .iter()
         .map(|r| r["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["Patient", "DiagnosticReport", "Observation"]);
+    assert_eq!(
+        types,
+        ["Patient", "DiagnosticReport", "Observation", "ImagingStudy"]
+    );
     assert_eq!(
         cs["rest"][0]["resource"][1]["searchInclude"][0],
         "DiagnosticReport:result"
