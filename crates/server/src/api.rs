@@ -466,7 +466,7 @@ pub async fn sign(
     let body = body.map(|Json(b)| b).unwrap_or_default();
     // No text: the draft is signed.
     let input = (body.findings.is_some() || body.impression.is_some() || !body.sections.is_empty())
-        .then(|| ReportInput {
+        .then_some(ReportInput {
             findings: body.findings,
             impression: body.impression,
             sections: body.sections,
