@@ -384,6 +384,11 @@ async fn a_ct_report_is_templated_amended_twice_and_revoked() {
             .collect();
         assert!(checks.contains(&("signature".into(), true)), "{v}");
         assert!(checks.contains(&("not_revoked".into(), false)), "{v}");
+        // A member hospital's EMR importing it as FHIR learns it was entered in error.
+        let fhir = t
+            .get_json(&zhao, &format!("/fhir/r4/DiagnosticReport/{id3}"))
+            .await;
+        assert_eq!(fhir["status"], "entered-in-error", "{fhir}");
 
         // Nothing more: no amendment, no second revocation.
         let r = t.post_json(&li, &amend(&id3), &body).await;

@@ -147,6 +147,12 @@ impl Hub {
         Ok(ReportExport {
             report_id: id.to_string(),
             version: report.version,
+            status: match view.lifecycle.status() {
+                "revoked" => "entered-in-error",
+                "amended" => "amended",
+                _ => "final",
+            }
+            .into(),
             kind: exam.kind.as_str().to_string(),
             modality: exam.modality.clone(),
             study_uid: exam.study_uid.as_str().to_string(),

@@ -40,6 +40,9 @@ pub struct ReportExport {
     /// The report's ULID: the DiagnosticReport id.
     pub report_id: String,
     pub version: i64,
+    /// FHIR `DiagnosticReport.status`: `final`, `amended` (a later signed version) or
+    /// `entered-in-error` (revoked, 作废).
+    pub status: String,
     /// `imaging` or `ecg`.
     pub kind: String,
     pub modality: String,

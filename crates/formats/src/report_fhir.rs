@@ -111,7 +111,7 @@ pub fn diagnostic_report(base: &FhirBase, r: &ReportExport) -> Value {
             "value": r.report_id,
             "assigner": { "display": r.alliance_name },
         }],
-        "status": "final",
+        "status": r.status,
         "category": [category(r)],
         "code": code(r),
         "subject": { "reference": format!("Patient/{}", r.patient_fhir_id) },
@@ -264,6 +264,7 @@ pub(crate) mod tests {
         ReportExport {
             report_id: "01JREPORT0000000000000000A".into(),
             version: 1,
+            status: "final".into(),
             kind: "imaging".into(),
             modality: "CT".into(),
             study_uid: "2.25.1001".into(),
