@@ -14,16 +14,7 @@ use serde_json::Value;
 use support::{TestHub, backends};
 
 fn python() -> Option<String> {
-    match std::env::var("YILIAN_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            if std::env::var("CI").is_ok() {
-                panic!("CI must set YILIAN_TEST_PYTHON (scripts/test does)");
-            }
-            eprintln!("SKIPPED AuditEvent validation: YILIAN_TEST_PYTHON is not set");
-            None
-        }
-    }
+    support::python("AuditEvent validation")
 }
 
 /// fhir.resources and fhirclient check each resource strictly (tests/python/fhir_lab_client.py).

@@ -42,18 +42,7 @@ fn dcmtk_available() -> bool {
 }
 
 fn python() -> Option<String> {
-    match std::env::var("YILIAN_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            if std::env::var("CI").is_ok() {
-                panic!("CI must set YILIAN_TEST_PYTHON (scripts/test does)");
-            }
-            eprintln!(
-                "SKIPPED pynetdicom interop: YILIAN_TEST_PYTHON is not set (run scripts/test, which installs pynetdicom)"
-            );
-            None
-        }
-    }
+    support::python("pynetdicom interop")
 }
 
 /// Runs a tool with TCP_NODELAY=1 (DCMTK 3.6.7 otherwise keeps Nagle on and stalls per message).

@@ -9,18 +9,7 @@ mod support;
 use support::{TestHub, backends};
 
 fn python() -> Option<String> {
-    match std::env::var("YILIAN_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            if std::env::var("CI").is_ok() {
-                panic!("CI must set YILIAN_TEST_PYTHON (scripts/test does)");
-            }
-            eprintln!(
-                "SKIPPED external clients: YILIAN_TEST_PYTHON is not set (run scripts/test, which installs dicomweb-client)"
-            );
-            None
-        }
-    }
+    support::python("external clients")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

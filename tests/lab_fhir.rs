@@ -857,16 +857,7 @@ async fn refusals_and_errors_are_operation_outcomes() {
 }
 
 fn python() -> Option<String> {
-    match std::env::var("YILIAN_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            if std::env::var("CI").is_ok() {
-                panic!("CI must set YILIAN_TEST_PYTHON (scripts/test does)");
-            }
-            eprintln!("SKIPPED FHIR validation: YILIAN_TEST_PYTHON is not set (run scripts/test)");
-            None
-        }
-    }
+    support::python("FHIR validation")
 }
 
 /// Exit status of the script when a package is missing (an older .venv).

@@ -779,18 +779,7 @@ async fn a_disconnect_loses_nothing_acknowledged_and_stores_nothing_half_written
 }
 
 fn python() -> Option<String> {
-    match std::env::var("YILIAN_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            if std::env::var("CI").is_ok() {
-                panic!("CI must set YILIAN_TEST_PYTHON (scripts/test does)");
-            }
-            eprintln!(
-                "SKIPPED external HL7 sender: YILIAN_TEST_PYTHON is not set (run scripts/test, which installs hl7 and hl7apy)"
-            );
-            None
-        }
-    }
+    support::python("external HL7 sender")
 }
 
 /// Exit status of the script when the `hl7` package is missing (an older .venv).

@@ -127,17 +127,7 @@ fn have(tool: &str, what: &str) -> bool {
 }
 
 fn python() -> Option<String> {
-    match std::env::var("YILIAN_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var("CI").is_err(),
-                "CI must set YILIAN_TEST_PYTHON (scripts/test does)"
-            );
-            eprintln!("SKIPPED external checks: YILIAN_TEST_PYTHON is not set (run scripts/test)");
-            None
-        }
-    }
+    support::python("external checks")
 }
 
 fn run_with_stdin(program: &str, args: &[&str], input: &[u8]) -> std::process::Output {

@@ -392,6 +392,25 @@ pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     )
 }
 
+/// The Python interpreter with the external clients of tests/python/requirements.txt
+/// (`YILIAN_TEST_PYTHON`, set by scripts/test). Without it the check is SKIPPED (said on stderr with
+/// `what`), and under CI that is a failure.
+pub fn python(what: &str) -> Option<String> {
+    match std::env::var("YILIAN_TEST_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must set YILIAN_TEST_PYTHON (scripts/test does)"
+            );
+            eprintln!(
+                "SKIPPED {what}: YILIAN_TEST_PYTHON is not set (run scripts/test, which installs tests/python/requirements.txt)"
+            );
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -1907,16 +1907,7 @@ impl Catalog for SqlCatalog {
                 Ok(AuditRecord {
                     seq: get(r, "seq")?,
                     hash: get(r, "hash")?,
-                    event: AuditEvent {
-                        at: UnixMillis(get(r, "at")?),
-                        actor: get(r, "actor")?,
-                        action: get(r, "action")?,
-                        resource_type: get(r, "resource_type")?,
-                        resource_id: get(r, "resource_id")?,
-                        patient_key: get::<Option<String>>(r, "patient_key")?.map(PatientKey),
-                        outcome: get(r, "outcome")?,
-                        detail: get(r, "detail")?,
-                    },
+                    event: audit_event_row(r)?,
                 })
             })
             .collect()
@@ -1931,21 +1922,22 @@ impl Catalog for SqlCatalog {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    at: UnixMillis(get(r, "at")?),
-                    actor: get(r, "actor")?,
-                    action: get(r, "action")?,
-                    resource_type: get(r, "resource_type")?,
-                    resource_id: get(r, "resource_id")?,
-                    patient_key: get::<Option<String>>(r, "patient_key")?.map(PatientKey),
-                    outcome: get(r, "outcome")?,
-                    detail: get(r, "detail")?,
-                })
-            })
-            .collect()
+        rows.iter().map(audit_event_row).collect()
     }
+}
+
+/// An `audit_events` row's event fields.
+fn audit_event_row(r: &AnyRow) -> Result<AuditEvent, PortError> {
+    Ok(AuditEvent {
+        at: UnixMillis(get(r, "at")?),
+        actor: get(r, "actor")?,
+        action: get(r, "action")?,
+        resource_type: get(r, "resource_type")?,
+        resource_id: get(r, "resource_id")?,
+        patient_key: get::<Option<String>>(r, "patient_key")?.map(PatientKey),
+        outcome: get(r, "outcome")?,
+        detail: get(r, "detail")?,
+    })
 }
 
 #[cfg(test)]
