@@ -199,7 +199,7 @@ async fn signed_reports_leave_as_fhir_sr_html_and_pdf() {
             format!("ImagingStudy/{CT}")
         );
         assert_eq!(dr["identifier"][0]["value"], id.as_str());
-        let verify_url = format!("{}/api/v1/reports/{id}/verify", t.base);
+        let verify_url = format!("{}/verify/{id}", t.base);
         assert_eq!(
             dr["identifier"][0]["extension"][0]["valueUrl"],
             verify_url.as_str()
@@ -554,10 +554,16 @@ async fn the_pdf_reads_back_and_its_qr_code_opens_the_verification() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(
-            decoded.trim(),
-            format!("{}/api/v1/reports/{id}/verify", t.base)
-        );
+        assert_eq!(decoded.trim(), format!("{}/verify/{id}", t.base));
+        // The page the QR code opens answers without signing in: valid, who signed, and nothing of
+        // the patient or the text.
+        let r = t.http.get(decoded.trim()).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let page = r.text().await.unwrap();
+        assert!(page.contains("报告有效"), "{page}");
+        assert!(page.contains("李医生"), "{page}");
+        assert!(!page.contains(IMPRESSION) && !page.contains("Ceshi") && !page.contains("HX0001"));
+        assert!(!page.contains("<script"));
     }
     t.finish().await;
 }

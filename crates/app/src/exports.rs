@@ -178,7 +178,7 @@ impl Hub {
                 .unwrap_or(480),
             series: export_series,
             recognition: recognition_of(&view.recognition),
-            verify_url: format!("{base}/api/v1/reports/{id}/verify"),
+            verify_url: format!("{base}/verify/{id}"),
             dicomweb_url: format!("{base}/dicomweb"),
             pdf_url: format!("{base}/api/v1/reports/{id}/pdf"),
         })

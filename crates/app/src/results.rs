@@ -65,6 +65,17 @@ pub struct Check {
 }
 
 #[derive(Clone, Debug)]
+pub struct PublicVerification {
+    pub verification: Verification,
+    pub site_name: String,
+    pub modality: String,
+    pub signer_name: String,
+    pub signed_at: Option<UnixMillis>,
+    /// SHA-256 of the canonical signed document: compare with the one printed on the report.
+    pub document_sha256: Option<String>,
+}
+
+#[derive(Clone, Debug)]
 pub struct Verification {
     pub report_id: ReportId,
     pub valid: bool,
@@ -422,9 +433,93 @@ impl Hub {
         report_id: &ReportId,
     ) -> Result<Verification, AppError> {
         let (report, exam) = self.report_in_scope(who, report_id).await?;
+        let v = self.verification_of(&report).await?;
+        self.audit(
+            who,
+            "report.verify",
+            "report",
+            report_id.as_str(),
+            Some(&exam.patient_key),
+            if v.valid { "valid" } else { "invalid" },
+            "",
+        )
+        .await?;
+        Ok(v)
+    }
+
+    /// The verification page a printed report's QR code opens (`/verify/{id}`), without signing in:
+    /// whoever holds the paper learns whether it is genuine, current and not revoked, who signed it
+    /// and when, and the SHA-256 of the signed document — never the patient or the text (they have
+    /// the paper). Only final reports; anything else is not found. Audited (`report.verify.public`,
+    /// actor `public`, with the source address).
+    pub async fn verify_public(
+        &self,
+        report_id: &ReportId,
+        source: &str,
+    ) -> Result<PublicVerification, AppError> {
+        let report = self
+            .catalog
+            .report(report_id)
+            .await?
+            .filter(|r| r.status == ReportStatus::Final)
+            .ok_or(AppError::NotFound("report"))?;
+        let exam = self
+            .catalog
+            .exam(&report.exam_id)
+            .await?
+            .ok_or(AppError::NotFound("report"))?;
+        let verification = self.verification_of(&report).await?;
+        let now = self.now();
+        self.catalog
+            .audit(&crate::ports::AuditEvent {
+                at: now,
+                actor: "public".into(),
+                action: "report.verify.public".into(),
+                resource_type: "report".into(),
+                resource_id: report_id.to_string(),
+                patient_key: Some(exam.patient_key.clone()),
+                outcome: if verification.valid {
+                    "valid"
+                } else {
+                    "invalid"
+                }
+                .into(),
+                detail: format!("from {source}"),
+            })
+            .await?;
+        let signer_name = report_document(&report)
+            .and_then(|d| {
+                d.report
+                    .get("signer")
+                    .and_then(|s| s.get("name"))
+                    .and_then(|n| n.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| report.author.to_string());
+        Ok(PublicVerification {
+            site_name: self
+                .config
+                .site(exam.site.as_str())
+                .map(|s| s.name.clone())
+                .unwrap_or_else(|| exam.site.to_string()),
+            modality: exam.modality.clone(),
+            signer_name,
+            signed_at: report.signed_at,
+            document_sha256: report
+                .document
+                .as_deref()
+                .map(|d| hex::encode(Sha256::digest(d.as_bytes()))),
+            verification,
+        })
+    }
+
+    /// The checks of a final report: signature, key validity, countersignature, the referenced
+    /// instances' checksums, latest version, not revoked.
+    async fn verification_of(&self, report: &ReportRecord) -> Result<Verification, AppError> {
+        let report_id = &report.report_id;
         let keys = self.catalog.public_keys().await?;
         // Latest (or superseded by which version) and not revoked: `lifecycle`.
-        let lifecycle = self.lifecycle_of(&report).await?;
+        let lifecycle = self.lifecycle_of(report).await?;
         let latest = lifecycle.latest();
         let latest_evidence = if latest {
             LatestEvidence::Latest
@@ -434,7 +529,7 @@ impl Hub {
                 None => "a later version".into(),
             })
         };
-        let mut checks: Vec<Check> = match report_document(&report) {
+        let mut checks: Vec<Check> = match report_document(report) {
             Some(doc) => {
                 let mut hashes = BTreeMap::new();
                 for (sop, _) in referenced_instances(&doc.report) {
@@ -469,16 +564,6 @@ impl Hub {
                 .filter(|c| c.name != "latest"),
         );
         let valid = checks.iter().all(|c| c.ok);
-        self.audit(
-            who,
-            "report.verify",
-            "report",
-            report_id.as_str(),
-            Some(&exam.patient_key),
-            if valid { "valid" } else { "invalid" },
-            "",
-        )
-        .await?;
         Ok(Verification {
             report_id: report_id.clone(),
             valid,

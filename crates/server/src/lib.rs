@@ -174,6 +174,8 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/v1/reports/{id}/sr", get(exports::sr))
         .route("/api/v1/reports/{id}/pdf", get(exports::pdf))
         .route("/reports/{id}/print", get(exports::print))
+        // The QR code of a printed report: no sign-in, no patient data (see exports::verify_page).
+        .route("/verify/{id}", get(exports::verify_page))
         .route("/api/v1/keys", get(api::keys))
         .route("/api/v1/admin/turnaround", get(metrics::turnaround))
         .route("/metrics", get(metrics::metrics))
