@@ -13,67 +13,19 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{ManualClock, TestHub, backends, multipart};
+use support::{ManualClock, TestHub, backends};
 use yilian_domain::LocalPatientId;
 use yilian_fixtures::lab::{LabSpec, cbc, fhir_bundle, oru_r01, troponin};
-use yilian_fixtures::{InstanceSpec, instance_bytes};
 
 /// 2026-11-24T00:00:00Z (08:00 in the alliance): the day after the lab fixtures' specimens were
 /// collected, four days after the CT fixture's study date (2026-11-20).
 const NOW: i64 = 1_795_478_400_000;
-const CT: &str = "2.25.1001";
 /// A valid resident ID (GB 11643): the county lab's patient.
 const RESIDENT: &str = "11010519491231002X";
 
 /// A township CT (patient HX0001 of issuer HX) stored, routed, read and signed; its report id.
 async fn publish_ct(t: &TestHub) -> String {
-    let tech = t.token("wang.tech").await;
-    let reader = t.token("li.reader").await;
-    let parts: Vec<Vec<u8>> = (1..=3)
-        .map(|n| instance_bytes(&InstanceSpec::ct(n)))
-        .collect();
-    let refs: Vec<(&str, &[u8])> = parts
-        .iter()
-        .map(|p| ("application/dicom", p.as_slice()))
-        .collect();
-    let (ct, body) = multipart(&refs);
-    let r = t
-        .http
-        .post(t.url("/dicomweb/studies"))
-        .bearer_auth(&tech)
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let done: Value = t
-        .post(&tech, &format!("/api/v1/studies/{CT}/complete"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let exam_id = done["exam_id"].as_str().unwrap().to_string();
-    let r = t
-        .post(&reader, &format!("/api/v1/exams/{exam_id}/claim"))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let report_url = format!("/api/v1/exams/{exam_id}/report");
-    let r = t
-        .put_json(
-            &reader,
-            &report_url,
-            &json!({"findings": "双肺纹理清晰。", "impression": "未见明显异常。"}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let signed: Value = t
-        .post(&reader, &format!("{report_url}/sign"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    signed["report"]["report_id"].as_str().unwrap().to_string()
+    t.publish_ct("双肺纹理清晰。", "未见明显异常。").await
 }
 
 /// The county lab's CBC for the resident as a FHIR Bundle (final, normal, EQA-qualified lab: auto-

@@ -15,9 +15,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-use support::{TestHub, backends, multipart};
-use yilian_fixtures::{InstanceSpec, instance_bytes};
+use serde_json::Value;
+use support::{TestHub, backends};
 
 const CT: &str = "2.25.1001";
 const FINDINGS: &str = "双肺纹理清晰，未见实变影。\n纵隔居中。";
@@ -28,53 +27,7 @@ const PATIENT: &str = "urn:yilian:issuer:HX|HX0001";
 /// A township CT (patient HX0001 of issuer HX, three instances) stored, routed, read and signed by
 /// li.reader (李医生); its report id.
 async fn publish_ct(t: &TestHub) -> String {
-    let tech = t.token("wang.tech").await;
-    let reader = t.token("li.reader").await;
-    let parts: Vec<Vec<u8>> = (1..=3)
-        .map(|n| instance_bytes(&InstanceSpec::ct(n)))
-        .collect();
-    let refs: Vec<(&str, &[u8])> = parts
-        .iter()
-        .map(|p| ("application/dicom", p.as_slice()))
-        .collect();
-    let (ct, body) = multipart(&refs);
-    let r = t
-        .http
-        .post(t.url("/dicomweb/studies"))
-        .bearer_auth(&tech)
-        .header("content-type", ct)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let done: Value = t
-        .post(&tech, &format!("/api/v1/studies/{CT}/complete"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let exam_id = done["exam_id"].as_str().unwrap().to_string();
-    let r = t
-        .post(&reader, &format!("/api/v1/exams/{exam_id}/claim"))
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let report_url = format!("/api/v1/exams/{exam_id}/report");
-    let r = t
-        .put_json(
-            &reader,
-            &report_url,
-            &json!({"findings": FINDINGS, "impression": IMPRESSION}),
-        )
-        .await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let signed: Value = t
-        .post(&reader, &format!("{report_url}/sign"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    signed["report"]["report_id"].as_str().unwrap().to_string()
+    t.publish_ct(FINDINGS, IMPRESSION).await
 }
 
 async fn fhir(t: &TestHub, token: &str, path: &str) -> Value {

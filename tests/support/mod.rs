@@ -326,6 +326,47 @@ impl TestHub {
     /// Stops the server and drops a PostgreSQL test database.
     /// STOW-RS of whole Part 10 files to `/dicomweb/studies`; asserts every part was stored (200).
     #[allow(dead_code)]
+    /// The demo CT (study 2.25.1001, patient HX0001 of issuer HX, three instances) stored by
+    /// wang.tech, completed, claimed and signed by li.reader with this text; the report id.
+    pub async fn publish_ct(&self, findings: &str, impression: &str) -> String {
+        let tech = self.token("wang.tech").await;
+        let reader = self.token("li.reader").await;
+        let files: Vec<Vec<u8>> = (1..=3)
+            .map(|n| yilian_fixtures::instance_bytes(&yilian_fixtures::InstanceSpec::ct(n)))
+            .collect();
+        self.stow_all(&tech, &files).await;
+        let done: serde_json::Value = self
+            .post(&tech, "/api/v1/studies/2.25.1001/complete")
+            .await
+            .json()
+            .await
+            .expect("complete");
+        let exam_id = done["exam_id"].as_str().expect("routed").to_string();
+        let r = self
+            .post(&reader, &format!("/api/v1/exams/{exam_id}/claim"))
+            .await;
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "claim");
+        let report_url = format!("/api/v1/exams/{exam_id}/report");
+        let r = self
+            .put_json(
+                &reader,
+                &report_url,
+                &serde_json::json!({"findings": findings, "impression": impression}),
+            )
+            .await;
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "draft");
+        let signed: serde_json::Value = self
+            .post(&reader, &format!("{report_url}/sign"))
+            .await
+            .json()
+            .await
+            .expect("sign");
+        signed["report"]["report_id"]
+            .as_str()
+            .expect("report id")
+            .to_string()
+    }
+
     pub async fn stow_all(&self, token: &str, files: &[Vec<u8>]) {
         let parts: Vec<(&str, &[u8])> = files
             .iter()

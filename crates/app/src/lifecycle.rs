@@ -208,18 +208,7 @@ impl Hub {
                 "only readers amend or revoke reports".into(),
             ));
         }
-        let report = self
-            .catalog
-            .report(report_id)
-            .await?
-            .filter(|r| r.status == ReportStatus::Final)
-            .ok_or(AppError::NotFound("report"))?;
-        let exam = self
-            .catalog
-            .exam(&report.exam_id)
-            .await?
-            .ok_or(AppError::NotFound("report"))?;
-        Ok((report, exam))
+        self.final_report(report_id).await
     }
 
     /// 409 unless `report` is the latest version of an exam whose result is not revoked.

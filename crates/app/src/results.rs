@@ -369,14 +369,12 @@ impl Hub {
         })
     }
 
-    /// A final report the caller may see: clinicians and readers any published report, a tech their
-    /// own site's.
-    pub(crate) async fn report_in_scope(
+    /// A final report with its exam, whoever asks; anything else is "report not found". Callers
+    /// check scope.
+    pub(crate) async fn final_report(
         &self,
-        who: &Principal,
         report_id: &ReportId,
     ) -> Result<(ReportRecord, ExamRecord), AppError> {
-        require(who, Action::ViewReport)?;
         let report = self
             .catalog
             .report(report_id)
@@ -388,6 +386,18 @@ impl Hub {
             .exam(&report.exam_id)
             .await?
             .ok_or(AppError::NotFound("report"))?;
+        Ok((report, exam))
+    }
+
+    /// A final report the caller may see: clinicians and readers any published report, a tech their
+    /// own site's.
+    pub(crate) async fn report_in_scope(
+        &self,
+        who: &Principal,
+        report_id: &ReportId,
+    ) -> Result<(ReportRecord, ExamRecord), AppError> {
+        require(who, Action::ViewReport)?;
+        let (report, exam) = self.final_report(report_id).await?;
         let visible = match who.role {
             Role::Clinician | Role::Reader => true,
             Role::SiteTech => exam.site == who.site,
@@ -457,17 +467,7 @@ impl Hub {
         report_id: &ReportId,
         source: &str,
     ) -> Result<PublicVerification, AppError> {
-        let report = self
-            .catalog
-            .report(report_id)
-            .await?
-            .filter(|r| r.status == ReportStatus::Final)
-            .ok_or(AppError::NotFound("report"))?;
-        let exam = self
-            .catalog
-            .exam(&report.exam_id)
-            .await?
-            .ok_or(AppError::NotFound("report"))?;
+        let (report, exam) = self.final_report(report_id).await?;
         let verification = self.verification_of(&report).await?;
         let now = self.now();
         self.catalog
