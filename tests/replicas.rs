@@ -125,27 +125,43 @@ fn token(config: &Path, db: &str, dir: &Path, user: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// A fresh catalog: a SQLite file in `dir`, or a new PostgreSQL database (give the second value to
+/// [`drop_catalog`]).
+async fn fresh_catalog(backend: &Backend, dir: &Path) -> (String, Option<(sqlx::AnyPool, String)>) {
+    match backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}/catalog.db?mode=rwc", dir.display()),
+            None,
+        ),
+        Backend::Postgres(url) => {
+            sqlx::any::install_default_drivers();
+            let name = format!("yilian_r_{}", ulid::Ulid::new().to_string().to_lowercase());
+            let admin = sqlx::AnyPool::connect(url).await.unwrap();
+            admin
+                .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .await
+                .unwrap();
+            let (head, _) = url.rsplit_once('/').unwrap();
+            (format!("{head}/{name}"), Some((admin, name)))
+        }
+    }
+}
+
+async fn drop_catalog(pg: Option<(sqlx::AnyPool, String)>) {
+    if let Some((admin, name)) = pg {
+        let _ = admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readers_on_two_replicas_never_claim_the_same_exam_and_lose_none() {
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, pg_admin) = match &backend {
-            Backend::Sqlite => (
-                format!("sqlite://{}/catalog.db?mode=rwc", dir.path().display()),
-                None,
-            ),
-            Backend::Postgres(url) => {
-                sqlx::any::install_default_drivers();
-                let name = format!("yilian_r_{}", ulid::Ulid::new().to_string().to_lowercase());
-                let admin = sqlx::AnyPool::connect(url).await.unwrap();
-                admin
-                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .await
-                    .unwrap();
-                let (head, _) = url.rsplit_once('/').unwrap();
-                (format!("{head}/{name}"), Some((admin, name)))
-            }
-        };
+        let (db, pg_admin) = fresh_catalog(&backend, dir.path()).await;
         let config = dir.path().join("alliance.toml");
         std::fs::write(&config, config_text()).unwrap();
         let a = start(&config, &db, dir.path()).await;
@@ -278,12 +294,169 @@ async fn readers_on_two_replicas_never_claim_the_same_exam_and_lose_none() {
 
         drop(a);
         drop(b);
-        if let Some((admin, name)) = pg_admin {
-            let _ = admin
-                .execute(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .await;
+        drop_catalog(pg_admin).await;
+    }
+}
+
+/// POSTs one STEMI ECG (a stat exam with a notification) to `base` as the township tech.
+async fn send_stemi(http: &reqwest::Client, base: &str, tech: &str, study: &str) {
+    let (ct, body) = support::multipart(&[("application/dicom", &support::stemi_ecg(study))]);
+    let r = http
+        .post(format!("{base}/dicomweb/studies"))
+        .bearer_auth(tech)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+/// Whether the replica at `base` says (in /metrics) that it runs the sweeps.
+async fn is_sweeper(http: &reqwest::Client, base: &str, admin: &str) -> bool {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("yilian_sweeper "))
+        .unwrap_or_else(|| panic!("no yilian_sweeper in {text}"));
+    line.ends_with(" 1")
+}
+
+/// Webhook deliveries (notification ids) until `want` distinct ones arrived, then for `linger` more
+/// so that a duplicate sent by a second sweeper would be seen.
+async fn deliveries(
+    hooks: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    want: usize,
+    linger: Duration,
+) -> Vec<String> {
+    let mut got: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.iter().collect::<HashSet<_>>().len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, hooks.recv()).await {
+            Ok(Some((_, body))) => {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                got.push(v["notification_id"].as_str().unwrap().to_string());
+            }
+            _ => panic!("only {got:?} of {want} webhook deliveries arrived"),
         }
+    }
+    let until = Instant::now() + linger;
+    while let Ok(Some((_, body))) = tokio::time::timeout(
+        until.saturating_duration_since(Instant::now()),
+        hooks.recv(),
+    )
+    .await
+    {
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        got.push(v["notification_id"].as_str().unwrap().to_string());
+    }
+    got
+}
+
+/// Two replicas with a webhook and a one-second sweep: exactly one of them runs the sweeps, so each
+/// notification reaches the webhook once, whichever replica took the upload; a routing reload asked of
+/// one replica is done by the other too; when the sweeping replica is killed (SIGKILL, no goodbye)
+/// the survivor takes the sweeps over and later notifications still go out, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_replica_sweeps_webhooks_go_once_and_reloads_reach_every_replica() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, pg_admin) = fresh_catalog(&backend, dir.path()).await;
+        let (url, mut hooks) = support::receiver(200).await;
+        let text = config_text().replace("sweep_interval_secs = 5", "sweep_interval_secs = 1")
+            + &format!("\n[notifications]\nwebhook_url = \"{url}\"\n");
+        assert!(text.contains("sweep_interval_secs = 1"));
+        let config = dir.path().join("alliance.toml");
+        std::fs::write(&config, &text).unwrap();
+        let a = start(&config, &db, dir.path()).await;
+        let b = start(&config, &db, dir.path()).await;
+        let http = reqwest::Client::new();
+        let tech = token(&config, &db, dir.path(), "wang.tech");
+        let admin = token(&config, &db, dir.path(), "admin");
+
+        for n in 0..6 {
+            let base = if n % 2 == 0 { &a.base } else { &b.base };
+            send_stemi(&http, base, &tech, &format!("2.25.88100{n}")).await;
+        }
+        // Four more sweep rounds after the last delivery: a second sweeper would have sent again.
+        let got = deliveries(&mut hooks, 6, Duration::from_secs(4)).await;
+        let distinct: HashSet<&String> = got.iter().collect();
+        assert_eq!(
+            (got.len(), distinct.len()),
+            (6, 6),
+            "each notification once: {got:?}"
+        );
+        let sweepers = [
+            is_sweeper(&http, &a.base, &admin).await,
+            is_sweeper(&http, &b.base, &admin).await,
+        ];
+        assert_eq!(
+            sweepers.iter().filter(|s| **s).count(),
+            1,
+            "exactly one sweeper: {sweepers:?}"
+        );
+
+        // A reload asked of A is done by B at its next poll (audited there as a system reload).
+        let r = http
+            .post(format!("{}/api/v1/admin/routing/reload", a.base))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+        let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+        let mut reloads: Vec<(String, String)> = Vec::new();
+        for _ in 0..100 {
+            reloads = sqlx::query_as(
+                "SELECT actor, detail FROM audit_events WHERE action = 'routing.reload' ORDER BY seq",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            if reloads.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Linger: neither replica reloads twice for one signal.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let reloads_after: Vec<(String, String)> = sqlx::query_as(
+            "SELECT actor, detail FROM audit_events WHERE action = 'routing.reload' ORDER BY seq",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(reloads_after.len(), 2, "{reloads_after:?}");
+        assert_eq!(reloads_after[0].0, "admin");
+        assert_eq!(reloads_after[1].0, "system");
+        assert!(
+            reloads_after[1].1.contains("signal from another replica"),
+            "{reloads_after:?}"
+        );
+        assert_eq!(reloads, reloads_after);
+        pool.close().await;
+
+        // Kill the sweeper; the survivor takes over and the next notifications go out once.
+        let (dead, survivor) = if sweepers[0] { (a, b) } else { (b, a) };
+        drop(dead);
+        for n in 6..8 {
+            send_stemi(&http, &survivor.base, &tech, &format!("2.25.88100{n}")).await;
+        }
+        let got = deliveries(&mut hooks, 2, Duration::from_secs(3)).await;
+        let distinct: HashSet<&String> = got.iter().collect();
+        assert_eq!((got.len(), distinct.len()), (2, 2), "{got:?}");
+        assert!(is_sweeper(&http, &survivor.base, &admin).await);
+
+        drop(survivor);
+        drop_catalog(pg_admin).await;
     }
 }

@@ -149,6 +149,111 @@ async fn stow_then_wado_with_blobs_on_s3() {
     t.finish().await;
 }
 
+/// An instance above the whole-read limit (16 MiB) is streamed from the store: it comes back
+/// bit-exact over WADO-RS (instance and study) and WADO-URI. When its blob is damaged on disk after
+/// the upload, the streamed response is cut off (no closing boundary, or a broken body) instead of
+/// delivering different bytes; a small damaged instance is refused before any byte is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_instance_is_streamed_and_a_damaged_one_is_cut_off() {
+    let backend = backends().pop().expect("a catalog backend");
+    let t = TestHub::start_with_blobs(&backend, &BlobStore::File, None, |_| {}).await;
+    let tech = t.token("wang.tech").await;
+    let small = ct(1);
+    let large = instance_bytes(&InstanceSpec {
+        rows: 3072,
+        columns: 3072,
+        ..InstanceSpec::ct(2)
+    });
+    assert!(large.len() as i64 > yilian_app::search::VERIFY_WHOLE_BYTES);
+    let (status, body) = stow(
+        &t,
+        &tech,
+        "/dicomweb/studies",
+        &[("application/dicom", &small), ("application/dicom", &large)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let large_path = format!("/dicomweb/studies/{CT}/series/{SERIES}/instances/{SERIES}.2");
+    let rsp = t.get(&tech, &large_path).await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    let ct_header = rsp.headers()["content-type"].to_str().unwrap().to_string();
+    let boundary = ct_header
+        .split("boundary=")
+        .nth(1)
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let body = rsp.bytes().await.unwrap();
+    assert!(one_part(&body, &boundary) == large.as_slice(), "bit-exact");
+    assert!(body.ends_with(format!("--{boundary}--\r\n").as_bytes()));
+
+    // The study: both instances, in two parts, closed.
+    let rsp = t.get(&tech, &format!("/dicomweb/studies/{CT}")).await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    let ct_header = rsp.headers()["content-type"].to_str().unwrap().to_string();
+    let boundary = ct_header
+        .split("boundary=")
+        .nth(1)
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let body = rsp.bytes().await.unwrap();
+    assert!(body.ends_with(format!("--{boundary}--\r\n").as_bytes()));
+    assert!(find(&body, &large).is_some() && find(&body, &small).is_some());
+
+    // WADO-URI, the raw Part 10.
+    let uri = format!(
+        "/wado?requestType=WADO&studyUID={CT}&seriesUID={SERIES}&objectUID={SERIES}.2&contentType=application/dicom"
+    );
+    let rsp = t.get(&tech, &uri).await;
+    assert_eq!(rsp.status(), StatusCode::OK);
+    assert!(rsp.bytes().await.unwrap() == large.as_slice());
+
+    // Damage both blobs on disk (one byte each, in the middle).
+    for n in [1, 2] {
+        let rec = t
+            .hub
+            .catalog
+            .instance(&format!("{SERIES}.{n}").parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let path = t.dir.path().join("blobs").join(&rec.blob_key);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let rsp = t.get(&tech, &large_path).await;
+    assert_eq!(
+        rsp.status(),
+        StatusCode::OK,
+        "headers go out before the end is hashed"
+    );
+    let ct_header = rsp.headers()["content-type"].to_str().unwrap().to_string();
+    let boundary = ct_header
+        .split("boundary=")
+        .nth(1)
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    match rsp.bytes().await {
+        Err(_) => {}
+        Ok(body) => assert!(
+            !body.ends_with(format!("--{boundary}--\r\n").as_bytes()),
+            "a damaged large instance must not arrive as a complete response"
+        ),
+    }
+    let rsp = t
+        .get(
+            &tech,
+            &format!("/dicomweb/studies/{CT}/series/{SERIES}/instances/{SERIES}.1"),
+        )
+        .await;
+    assert_eq!(rsp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    t.finish().await;
+}
+
 /// `yilian serve` does not start on an S3 store that refuses its credentials: the start-up check
 /// (`check_blob_store`) fails and names the store. (A missing bucket fails the same way on S3 and MinIO; s3s-fs creates it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

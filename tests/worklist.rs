@@ -79,84 +79,13 @@ async fn an_admin_reassigns_a_claimed_exam_to_another_reader_of_its_pool() {
     }
 }
 
-/// A one-connection-at-a-time HTTP receiver: answers `status` and hands each request's headers and
-/// body to the test.
-async fn receiver(
-    status: u16,
-) -> (
-    String,
-    tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let (head, body) = loop {
-                let n = sock.read(&mut chunk).await.unwrap_or(0);
-                if n == 0 {
-                    break (String::new(), String::new());
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if rest.len() >= len {
-                        break (head.to_string(), rest[..len].to_string());
-                    }
-                }
-            };
-            let _ = sock
-                .write_all(
-                    format!(
-                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    )
-                    .as_bytes(),
-                )
-                .await;
-            let _ = tx.send((head, body));
-        }
-    });
-    (url, rx)
-}
-
-fn stemi_ecg(study: &str) -> Vec<u8> {
-    use yilian_fixtures::ecg::{EcgSpec, synthesize};
-    let mut rec = synthesize(&EcgSpec::default()).record;
-    rec.interpretation = vec!["ACUTE MI / STEMI".into()];
-    yilian_formats::ecg::to_dicom(
-        &rec,
-        &yilian_formats::ecg::EcgDicomIds {
-            study_uid: study.into(),
-            series_uid: format!("{study}.1"),
-            sop_uid: format!("{study}.1.1"),
-            patient_id: "HX9001".into(),
-            issuer_of_patient_id: Some("HX".into()),
-            accession_number: None,
-            institution_name: None,
-            study_description: Some("ECG".into()),
-        },
-    )
-    .unwrap()
-}
-
 /// A STEMI routed stat tells the ECG pool (a row its readers poll, and a signed webhook POST without
 /// patient identifiers); escalation tells the on-call pool; a webhook that keeps failing gives up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn urgent_and_escalated_exams_notify_their_readers_and_the_webhook() {
     use hmac::{KeyInit, Mac};
     for backend in backends() {
-        let (url, mut hooks) = receiver(200).await;
+        let (url, mut hooks) = support::receiver(200).await;
         let clock = support::ManualClock::new(1_795_000_000_000);
         let t = TestHub::start(
             &backend,
@@ -171,7 +100,8 @@ async fn urgent_and_escalated_exams_notify_their_readers_and_the_webhook() {
         let ecg = t.token("sun.ecg").await;
         let rad = t.token("li.reader").await;
         let oncall = t.token("qian.cardio").await;
-        t.stow_all(&tech, &[stemi_ecg("2.25.880001")]).await;
+        t.stow_all(&tech, &[support::stemi_ecg("2.25.880001")])
+            .await;
 
         let v = t.get_json(&ecg, "/api/v1/notifications").await;
         let items = v["items"].as_array().unwrap();
@@ -226,13 +156,14 @@ async fn urgent_and_escalated_exams_notify_their_readers_and_the_webhook() {
     }
 
     // A receiver that always fails: retried, then given up after the last attempt.
-    let (url, _hooks) = receiver(500).await;
+    let (url, _hooks) = support::receiver(500).await;
     let t = TestHub::start(&support::Backend::Sqlite, None, |c| {
         c.notifications.webhook_url = Some(url.clone())
     })
     .await;
     let tech = t.token("wang.tech").await;
-    t.stow_all(&tech, &[stemi_ecg("2.25.880002")]).await;
+    t.stow_all(&tech, &[support::stemi_ecg("2.25.880002")])
+        .await;
     for _ in 0..yilian_app::notify::MAX_WEBHOOK_ATTEMPTS {
         assert_eq!(t.hub.pending_webhooks(10).await.unwrap().len(), 1);
         assert_eq!(yilian_server::deliver_webhooks(&t.hub).await.unwrap(), 0);
@@ -447,7 +378,8 @@ async fn webhooks_go_over_https_to_a_receiver_the_alliance_ca_vouches_for() {
     })
     .await;
     let tech = t.token("wang.tech").await;
-    t.stow_all(&tech, &[stemi_ecg("2.25.880003")]).await;
+    t.stow_all(&tech, &[support::stemi_ecg("2.25.880003")])
+        .await;
     assert_eq!(yilian_server::deliver_webhooks(&t.hub).await.unwrap(), 1);
     let body = bodies.recv().await.unwrap();
     let sent: Value = serde_json::from_str(&body).unwrap();
@@ -461,7 +393,8 @@ async fn webhooks_go_over_https_to_a_receiver_the_alliance_ca_vouches_for() {
     })
     .await;
     let tech = t.token("wang.tech").await;
-    t.stow_all(&tech, &[stemi_ecg("2.25.880004")]).await;
+    t.stow_all(&tech, &[support::stemi_ecg("2.25.880004")])
+        .await;
     assert_eq!(yilian_server::deliver_webhooks(&t.hub).await.unwrap(), 0);
     let pending = t.hub.pending_webhooks(10).await.unwrap();
     assert_eq!(pending.len(), 1);

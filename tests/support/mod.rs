@@ -452,6 +452,78 @@ pub fn python(what: &str) -> Option<String> {
     }
 }
 
+/// A one-connection-at-a-time HTTP receiver: answers `status` and hands each request's headers and
+/// body to the test.
+pub async fn receiver(
+    status: u16,
+) -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body) = loop {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if rest.len() >= len {
+                        break (head.to_string(), rest[..len].to_string());
+                    }
+                }
+            };
+            let _ = sock
+                .write_all(
+                    format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            let _ = tx.send((head, body));
+        }
+    });
+    (url, rx)
+}
+
+/// A 12-lead ECG (DICOM waveform) whose interpretation says STEMI: routed stat, with a notification.
+pub fn stemi_ecg(study: &str) -> Vec<u8> {
+    use yilian_fixtures::ecg::{EcgSpec, synthesize};
+    let mut rec = synthesize(&EcgSpec::default()).record;
+    rec.interpretation = vec!["ACUTE MI / STEMI".into()];
+    yilian_formats::ecg::to_dicom(
+        &rec,
+        &yilian_formats::ecg::EcgDicomIds {
+            study_uid: study.into(),
+            series_uid: format!("{study}.1"),
+            sop_uid: format!("{study}.1.1"),
+            patient_id: "HX9001".into(),
+            issuer_of_patient_id: Some("HX".into()),
+            accession_number: None,
+            institution_name: None,
+            study_description: Some("ECG".into()),
+        },
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -55,6 +55,8 @@ pub struct Hub {
     routing: Arc<RwLock<Arc<RoutingConfig>>>,
     /// The on-duty calendar in force (`[rota]`), swapped with the routing rules by a reload.
     rota: Arc<RwLock<Arc<Rota>>>,
+    /// This process among the replicas on one catalog: lease holder name, signal bookkeeping.
+    pub(crate) replica: Arc<crate::coordination::ReplicaState>,
 }
 
 impl Hub {
@@ -70,6 +72,7 @@ impl Hub {
             counters: Arc::new(HubCounters::default()),
             routing: Arc::new(RwLock::new(Arc::new(config.routing.clone()))),
             rota: Arc::new(RwLock::new(Arc::new(config.rota.clone()))),
+            replica: Arc::new(crate::coordination::ReplicaState::new()),
             stamper: Arc::new(HubClockStamper::new(
                 Arc::clone(&vault),
                 Arc::clone(&clock),

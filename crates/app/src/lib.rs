@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod audit_trail;
+pub mod coordination;
 pub mod duty;
 pub mod ecg;
 pub mod error;

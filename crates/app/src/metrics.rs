@@ -174,6 +174,10 @@ pub struct MetricsSnapshot {
     /// Per pool (every configured pool, and any other pool with exams): breaches and the received →
     /// signed histogram with bounds [`TURNAROUND_BUCKETS_SECS`].
     pub pools: Vec<PoolTurnaround>,
+    /// Whether this process holds the sweep lease (it runs the background sweeps for the hub).
+    pub sweeper: bool,
+    /// Sweep rounds this process ran under the lease.
+    pub sweeps: u64,
 }
 
 const PRIORITIES: [Priority; 3] = [Priority::Stat, Priority::Urgent, Priority::Routine];
@@ -325,6 +329,8 @@ impl Hub {
             prior_checks: self.counters.prior_checks(),
             worklist_depth: depth.into_values().collect(),
             pools: pools.into_values().collect(),
+            sweeper: self.is_sweeper(),
+            sweeps: self.sweeps_run(),
         })
     }
 }

@@ -35,11 +35,21 @@ pub struct BlobInfo {
     pub modified: UnixMillis,
 }
 
+/// A blob's bytes as a stream of chunks: a response that must not hold a whole large blob in memory.
+pub type BlobStream = futures::stream::BoxStream<'static, Result<Bytes, PortError>>;
+
 /// Content-addressed blob storage. `put` returns only once the bytes are durable.
 #[async_trait]
 pub trait Blobs: Send + Sync {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<(), PortError>;
     async fn get(&self, key: &str) -> Result<Bytes, PortError>;
+    /// The blob as chunks read from the store while they are sent on, so memory stays bounded
+    /// whatever its size. A missing blob fails here, before any chunk. The default reads it whole.
+    async fn get_stream(&self, key: &str) -> Result<BlobStream, PortError> {
+        use futures::StreamExt;
+        let all = self.get(key).await?;
+        Ok(futures::stream::once(async move { Ok(all) }).boxed())
+    }
     /// Stores a file's content under `key`, durable on return. The file is consumed: it may be
     /// moved into the store (no copy when on the same filesystem). The default reads it into memory.
     async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), PortError> {
@@ -1310,4 +1320,22 @@ pub trait Catalog: Send + Sync {
         to: UnixMillis,
         limit: i64,
     ) -> Result<Vec<AuditRecord>, PortError>;
+
+    // --- coordination between replicas
+    /// Takes or renews the lease on background job `job` for `holder` until `until`; false when
+    /// another holder's lease is still live.
+    async fn lease_job(
+        &self,
+        job: &str,
+        holder: &str,
+        now: UnixMillis,
+        until: UnixMillis,
+    ) -> Result<bool, PortError>;
+    /// Gives up `holder`'s lease on `job` (no-op when it holds none).
+    async fn release_job(&self, job: &str, holder: &str) -> Result<(), PortError>;
+    /// Raises a hub-wide signal; returns its new generation.
+    async fn raise_signal(&self, signal: &str, by: &str, now: UnixMillis)
+    -> Result<i64, PortError>;
+    /// A signal's generation (0 when never raised).
+    async fn signal_generation(&self, signal: &str) -> Result<i64, PortError>;
 }

@@ -169,7 +169,8 @@ impl Hub {
         Ok((study, inst))
     }
 
-    /// The original bytes of an instance, checked against the catalog's SHA-256 before they leave.
+    /// The original bytes of an instance in memory, checked against the catalog's SHA-256 (for
+    /// parsing: bulk data, frames). Audited as a retrieve.
     pub async fn retrieve_instance(
         &self,
         who: &Principal,
@@ -177,10 +178,30 @@ impl Hub {
         series_uid: &SeriesInstanceUid,
         sop: &SopInstanceUid,
     ) -> Result<(InstanceRecord, Bytes), AppError> {
+        use futures::TryStreamExt;
+        let (inst, stream) = self.open_instance(who, study_uid, series_uid, sop).await?;
+        let mut chunks: Vec<Bytes> = stream.try_collect().await?;
+        let bytes = if chunks.len() == 1 {
+            chunks.pop().unwrap_or_default()
+        } else {
+            Bytes::from(chunks.concat())
+        };
+        Ok((inst, bytes))
+    }
+
+    /// An instance in scope as a stream for a response ([`Hub::instance_stream`]: checked whole when
+    /// small, hashed on the way when large). Audited as a retrieve.
+    pub async fn open_instance(
+        &self,
+        who: &Principal,
+        study_uid: &StudyInstanceUid,
+        series_uid: &SeriesInstanceUid,
+        sop: &SopInstanceUid,
+    ) -> Result<(InstanceRecord, crate::ports::BlobStream), AppError> {
         let (study, inst) = self
             .instance_in_scope(who, study_uid, series_uid, sop)
             .await?;
-        let bytes = self.checked_blob(&inst).await?;
+        let bytes = self.instance_stream(&inst).await?;
         self.audit(
             who,
             "dicom.retrieve",

@@ -360,6 +360,9 @@ impl Hub {
             .await
             .map_err(|e| PortError::Unavailable(format!("reload task: {e}")))?
             .map_err(|e| e.to_string());
+        if result.is_ok() {
+            self.announce_routing_reload().await?;
+        }
         let (outcome, detail) = match &result {
             Ok(names) => ("ok", names.join(",")),
             Err(message) => ("invalid", message.clone()),
@@ -377,14 +380,26 @@ impl Hub {
         Ok(result)
     }
 
-    /// The operator sent SIGHUP: reload, audited as `system`. Errors are logged by `reload_routing`
-    /// and recorded; nothing else changes.
+    /// The operator sent SIGHUP: reload, audited as `system`, and announced to the other replicas
+    /// when it took. Errors are logged by `reload_routing` and recorded; nothing else changes.
     pub async fn reload_routing_on_signal(&self) -> Result<(), PortError> {
         let this = self.clone();
         let result = tokio::task::spawn_blocking(move || this.reload_routing())
             .await
             .map_err(|e| PortError::Unavailable(format!("reload task: {e}")))?;
-        let (outcome, detail) = match &result {
+        if result.is_ok() {
+            self.announce_routing_reload().await?;
+        }
+        self.audit_system_reload("SIGHUP", &result).await
+    }
+
+    /// A reload nobody signed in asked for (SIGHUP, another replica's signal), audited as `system`.
+    pub(crate) async fn audit_system_reload(
+        &self,
+        why: &str,
+        result: &Result<Vec<String>, yilian_config::ConfigError>,
+    ) -> Result<(), PortError> {
+        let (outcome, detail) = match result {
             Ok(names) => ("ok", names.join(",")),
             Err(e) => ("invalid", e.to_string()),
         };
@@ -397,7 +412,7 @@ impl Hub {
                 resource_id: "routing".into(),
                 patient_key: None,
                 outcome: outcome.into(),
-                detail: format!("SIGHUP: {detail}"),
+                detail: format!("{why}: {detail}"),
             })
             .await
     }

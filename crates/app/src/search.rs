@@ -8,7 +8,8 @@ use yilian_formats::query::{Key, Matcher, Query, QueryLevel, QueryMatch};
 use crate::access::{Action, Principal, require};
 use crate::error::AppError;
 use crate::hub::Hub;
-use crate::ports::{InstanceRecord, SearchScope};
+use crate::ports::{BlobStream, InstanceRecord, PortError, SearchScope};
+use futures::StreamExt;
 
 /// The most matches one search returns; a larger `limit` is lowered to it (QIDO pages with
 /// `offset`).
@@ -212,6 +213,21 @@ impl Hub {
         self.checked_blob(rec).await
     }
 
+    /// The stored bytes of an instance for a response. Up to [`VERIFY_WHOLE_BYTES`] they are read
+    /// whole and checked against the catalog's SHA-256 before the first byte leaves (one chunk).
+    /// Larger ones are streamed from the store chunk by chunk, hashed on the way; a mismatch (or a
+    /// short blob) ends the stream with an error instead of its last chunk, so the response is cut
+    /// off without its closing boundary and the client sees the failure. Memory stays bounded by the
+    /// store's chunk size whatever the instance size.
+    pub async fn instance_stream(&self, rec: &InstanceRecord) -> Result<BlobStream, AppError> {
+        if rec.size_bytes <= VERIFY_WHOLE_BYTES {
+            let bytes = self.checked_blob(rec).await?;
+            return Ok(futures::stream::once(async move { Ok(bytes) }).boxed());
+        }
+        let inner = self.blobs.get_stream(&rec.blob_key).await?;
+        Ok(verified(inner, rec.blob_key.clone(), rec.sha256.clone()))
+    }
+
     /// The instances of a study or series in scope (WADO-RS retrieve); bytes are fetched one by one
     /// with [`Hub::instance_bytes`] so a large study is streamed, not held in memory.
     pub async fn instances_of(
@@ -282,4 +298,50 @@ impl Hub {
         .map_err(|e| AppError::Port(crate::ports::PortError::Unavailable(e.to_string())))??;
         Ok((rec.transfer_syntax_uid, out))
     }
+}
+
+/// Instances up to this size are checked whole before they are sent; larger ones are streamed.
+pub const VERIFY_WHOLE_BYTES: i64 = 16 * 1024 * 1024;
+
+/// Passes `inner`'s chunks on while hashing them; at the end, an error instead of the end when the
+/// SHA-256 is not `expected`.
+fn verified(inner: BlobStream, key: String, expected: String) -> BlobStream {
+    use sha2::{Digest, Sha256};
+    struct State {
+        inner: BlobStream,
+        hasher: Option<Sha256>,
+        key: String,
+        expected: String,
+    }
+    let start = State {
+        inner,
+        hasher: Some(Sha256::new()),
+        key,
+        expected,
+    };
+    futures::stream::unfold(start, |mut s| async move {
+        let hasher = s.hasher.as_mut()?;
+        match s.inner.next().await {
+            Some(Ok(chunk)) => {
+                hasher.update(&chunk);
+                Some((Ok(chunk), s))
+            }
+            Some(Err(e)) => {
+                s.hasher = None;
+                Some((Err(e), s))
+            }
+            None => {
+                let digest = hex::encode(s.hasher.take()?.finalize());
+                if digest == s.expected {
+                    None
+                } else {
+                    tracing::error!(blob = %s.key, "blob checksum mismatch (streamed)");
+                    let e =
+                        PortError::Corrupt(format!("blob {} does not match its checksum", s.key));
+                    Some((Err(e), s))
+                }
+            }
+        }
+    })
+    .boxed()
 }

@@ -390,11 +390,26 @@ async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         None
     };
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        // Ctrl-C, or SIGTERM from systemd, a container runtime or Kubernetes.
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
         tracing::info!("shutting down");
     };
-    yilian_server::serve(hub, listener, shutdown).await?;
+    yilian_server::serve(hub.clone(), listener, shutdown).await?;
     background.abort();
+    // Another replica takes the sweeps over at its next round instead of after the lease runs out.
+    if let Err(e) = hub.release_sweep_lease().await {
+        tracing::warn!(error = %e, "sweep lease not released");
+    }
     reloads.abort();
     if let Some(d) = dimse {
         d.abort();

@@ -275,19 +275,37 @@ pub async fn serve(
     .await
 }
 
-/// The routing sweep (studies that are complete or quiet get routed) and the escalation sweep
-/// (overdue, unclaimed exams go up a tier). Runs until the task is aborted.
+/// The background sweeps: routing (studies that are complete or quiet get routed), escalation
+/// (overdue, unclaimed exams go up a tier), offers, critical-value escalation and webhook delivery.
+/// With several replicas on one catalog only the holder of the `sweeps` lease runs them (ARCHITECTURE.md,
+/// "Several replicas"); every replica follows routing reloads announced by the others. Runs until
+/// the task is aborted.
 pub fn spawn_background(hub: Hub) -> tokio::task::JoinHandle<()> {
     let every = Duration::from_secs(hub.config.routing.sweep_interval_secs.max(1));
+    // A holder that misses two sweeps in a row (dead, stalled, cut off from the catalog) loses the
+    // lease at the third; renewed before each step so a long round keeps it.
+    let ttl = (every * 3).max(Duration::from_secs(3));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            match hub.follow_routing_reload().await {
+                Ok(true) => tracing::info!("routing reloaded after another replica's reload"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "routing reload signal not read"),
+            }
+            if !hub.hold_sweep_lease(ttl).await {
+                continue;
+            }
+            hub.record_sweep();
             match hub.route_due_studies().await {
                 Ok(done) if !done.is_empty() => tracing::info!(count = done.len(), "routing sweep"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "routing sweep failed"),
+            }
+            if !hub.hold_sweep_lease(ttl).await {
+                continue;
             }
             match hub.escalate_overdue().await {
                 Ok(done) if !done.is_empty() => {
@@ -301,6 +319,9 @@ pub fn spawn_background(hub: Hub) -> tokio::task::JoinHandle<()> {
             }
             if let Err(e) = hub.escalate_critical_cases().await {
                 tracing::warn!(error = %e, "critical-value escalation sweep failed");
+            }
+            if !hub.hold_sweep_lease(ttl).await {
+                continue;
             }
             if let Err(e) = deliver_webhooks(&hub).await {
                 tracing::warn!(error = %e, "webhook delivery failed");

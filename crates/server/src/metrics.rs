@@ -176,6 +176,20 @@ pub fn encode(s: &MetricsSnapshot) -> String {
     for (found, n) in ["true", "false"].iter().zip(s.prior_checks) {
         let _ = writeln!(out, "yilian_prior_checks_total{{found=\"{found}\"}} {n}");
     }
+    family(
+        &mut out,
+        "yilian_sweeper",
+        "gauge",
+        "1 when this hub process holds the sweep lease and runs the background sweeps for every replica.",
+    );
+    let _ = writeln!(out, "yilian_sweeper {}", u8::from(s.sweeper));
+    family(
+        &mut out,
+        "yilian_sweeps_total",
+        "counter",
+        "Background sweep rounds run by this hub process under the sweep lease.",
+    );
+    let _ = writeln!(out, "yilian_sweeps_total {}", s.sweeps);
     out
 }
 
@@ -276,8 +290,12 @@ mod tests {
                 received_to_signed_sum_ms: 5_880_500,
                 received_to_signed_le: le,
             }],
+            sweeper: true,
+            sweeps: 12,
         });
         for line in [
+            "yilian_sweeper 1",
+            "yilian_sweeps_total 12",
             "# TYPE yilian_ingest_instances_total counter",
             "yilian_ingest_instances_total 3",
             "yilian_ingest_bytes_total 4096",

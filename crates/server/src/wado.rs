@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use yilian_app::ports::InstanceRecord;
 use yilian_domain::{SeriesInstanceUid, SopInstanceUid, StudyInstanceUid};
 use yilian_formats::bulk::frame_media_type;
@@ -297,29 +297,41 @@ fn multipart(kind: &str, parts: Vec<(String, Vec<u8>)>) -> Response {
     resp
 }
 
-/// Streams the instances as multipart/related Part 10, one blob at a time.
-fn stream_instances(st: AppState, recs: Vec<InstanceRecord>) -> Response {
-    let boundary = format!("yilian-{}", ulid::Ulid::new());
-    let b = boundary.clone();
-    let parts = futures::stream::iter(recs).then(move |rec| {
-        let st = st.clone();
-        let b = b.clone();
-        async move {
-            let bytes = st.hub.instance_bytes(&rec).await.map_err(|e| {
-                tracing::error!(error = %e, sop = %rec.sop_instance_uid, "retrieve stream failed");
-                std::io::Error::other("instance unavailable")
-            })?;
-            let head = format!(
-                "--{b}\r\nContent-Type: application/dicom; transfer-syntax={}\r\n\r\n",
+/// One Part 10 part of a multipart/related body: its header, the instance's chunks as the store
+/// yields them, the line end. An instance that fails (missing or damaged blob) ends the body there,
+/// without the closing boundary, so the client sees an incomplete response, not a shorter study.
+fn dicom_part(
+    boundary: &str,
+    rec: &InstanceRecord,
+    body: Result<yilian_app::ports::BlobStream, yilian_app::AppError>,
+) -> futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>> {
+    use futures::future::ready;
+    use futures::stream::once;
+    let sop = rec.sop_instance_uid.clone();
+    let failed = move |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, %sop, "retrieve stream failed");
+        std::io::Error::other("instance unavailable")
+    };
+    match body {
+        Ok(body) => {
+            let head = Bytes::from(format!(
+                "--{boundary}\r\nContent-Type: application/dicom; transfer-syntax={}\r\n\r\n",
                 rec.transfer_syntax_uid
-            );
-            let mut chunk = Vec::with_capacity(head.len() + bytes.len() + 2);
-            chunk.extend_from_slice(head.as_bytes());
-            chunk.extend_from_slice(&bytes);
-            chunk.extend_from_slice(b"\r\n");
-            Ok::<Bytes, std::io::Error>(Bytes::from(chunk))
+            ));
+            once(ready(Ok(head)))
+                .chain(body.map_err(move |e| failed(&e)))
+                .chain(once(ready(Ok(Bytes::from_static(b"\r\n")))))
+                .boxed()
         }
-    });
+        Err(e) => once(ready(Err(failed(&e)))).boxed(),
+    }
+}
+
+/// A multipart/related; type="application/dicom" response whose parts are streamed.
+fn dicom_multipart(
+    boundary: String,
+    parts: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+) -> Response {
     let end = futures::stream::once(futures::future::ready(Ok::<Bytes, std::io::Error>(
         Bytes::from(format!("--{boundary}--\r\n")),
     )));
@@ -329,6 +341,25 @@ fn stream_instances(st: AppState, recs: Vec<InstanceRecord>) -> Response {
         multipart_content_type(&boundary, "application/dicom"),
     );
     resp
+}
+
+/// Streams the instances as multipart/related Part 10, one after the other, each read from the
+/// store as it is sent ([`yilian_app::Hub::instance_stream`]): memory stays bounded whatever the
+/// study's size.
+fn stream_instances(st: AppState, recs: Vec<InstanceRecord>) -> Response {
+    let boundary = format!("yilian-{}", ulid::Ulid::new());
+    let b = boundary.clone();
+    let parts = futures::stream::iter(recs)
+        .then(move |rec| {
+            let st = st.clone();
+            let b = b.clone();
+            async move {
+                let body = st.hub.instance_stream(&rec).await;
+                dicom_part(&b, &rec, body)
+            }
+        })
+        .flatten();
+    dicom_multipart(boundary, parts)
 }
 
 pub async fn retrieve_study(
@@ -370,21 +401,11 @@ pub async fn retrieve_instance(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (study, series, sop) = (study_uid(&study)?, series_uid(&series)?, sop_uid(&sop)?);
-    let (rec, bytes) = st
-        .hub
-        .retrieve_instance(&who, &study, &series, &sop)
-        .await?;
+    let (rec, body) = st.hub.open_instance(&who, &study, &series, &sop).await?;
     accept_dicom(&headers, &[rec.transfer_syntax_uid.as_str()])?;
-    Ok(multipart(
-        "application/dicom",
-        vec![(
-            format!(
-                "application/dicom; transfer-syntax={}",
-                rec.transfer_syntax_uid
-            ),
-            bytes.to_vec(),
-        )],
-    ))
+    let boundary = format!("yilian-{}", ulid::Ulid::new());
+    let part = dicom_part(&boundary, &rec, Ok(body));
+    Ok(dicom_multipart(boundary, part))
 }
 
 // ---------------------------------------------------------------- metadata, bulk data, frames
@@ -556,10 +577,7 @@ pub async fn wado_uri(
     let first = content_type.split(',').next().unwrap_or("").trim();
     match first {
         "application/dicom" => {
-            let (rec, bytes) = st
-                .hub
-                .retrieve_instance(&who, &study, &series, &sop)
-                .await?;
+            let (rec, body) = st.hub.open_instance(&who, &study, &series, &sop).await?;
             if let Some(ts) = &q.transfer_syntax
                 && ts != &rec.transfer_syntax_uid
             {
@@ -568,7 +586,15 @@ pub async fn wado_uri(
                     rec.transfer_syntax_uid
                 )));
             }
-            Ok(([(header::CONTENT_TYPE, "application/dicom")], bytes).into_response())
+            let body = body.map_err(|e| {
+                tracing::error!(error = %e, "WADO-URI stream failed");
+                std::io::Error::other("instance unavailable")
+            });
+            Ok((
+                [(header::CONTENT_TYPE, "application/dicom")],
+                Body::from_stream(body),
+            )
+                .into_response())
         }
         "image/jpeg" | "image/png" => {
             let format = if first == "image/png" {

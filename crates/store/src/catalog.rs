@@ -1913,6 +1913,33 @@ impl Catalog for SqlCatalog {
             .collect()
     }
 
+    async fn lease_job(
+        &self,
+        job: &str,
+        holder: &str,
+        now: UnixMillis,
+        until: UnixMillis,
+    ) -> Result<bool, PortError> {
+        SqlCatalog::lease_job(self, job, holder, now, until).await
+    }
+
+    async fn release_job(&self, job: &str, holder: &str) -> Result<(), PortError> {
+        SqlCatalog::release_job(self, job, holder).await
+    }
+
+    async fn raise_signal(
+        &self,
+        signal: &str,
+        by: &str,
+        now: UnixMillis,
+    ) -> Result<i64, PortError> {
+        SqlCatalog::raise_signal(self, signal, by, now).await
+    }
+
+    async fn signal_generation(&self, signal: &str) -> Result<i64, PortError> {
+        SqlCatalog::signal_generation(self, signal).await
+    }
+
     async fn audit_events(&self, limit: i64) -> Result<Vec<AuditEvent>, PortError> {
         let rows = sqlx::query(
             "SELECT at, actor, action, resource_type, resource_id, patient_key, outcome, detail FROM audit_events \

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod blobs;
 pub mod catalog;
+mod coordination;
 mod lab;
 mod lab_fhir;
 mod lab_review;

@@ -169,6 +169,47 @@ async fn range_reads() {
     }
 }
 
+/// A large blob read as a stream arrives in many bounded chunks, bit-exact; a missing blob fails
+/// before the first chunk (so a response can still say 404 / fail cleanly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_reads_come_in_bounded_chunks() {
+    use futures::StreamExt;
+    for (label, blobs, _dir) in backends() {
+        let data = Bytes::from(pattern(12 * 1024 * 1024 + 17, 3));
+        let key = key_of(&data);
+        blobs.put(&key, data.clone()).await.unwrap();
+        let mut stream = blobs.get_stream(&key).await.unwrap();
+        let mut hasher = Sha256::new();
+        let (mut chunks, mut largest, mut total) = (0usize, 0usize, 0usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.unwrap();
+            hasher.update(&chunk);
+            chunks += 1;
+            largest = largest.max(chunk.len());
+            total += chunk.len();
+        }
+        assert_eq!(total, data.len(), "{label}");
+        assert_eq!(
+            hex::encode(hasher.finalize()),
+            hex::encode(Sha256::digest(&data)),
+            "{label}: bit-exact"
+        );
+        assert!(chunks > 1, "{label}: one chunk of {total} bytes");
+        assert!(
+            largest < data.len() / 2,
+            "{label}: a chunk of {largest} bytes holds most of the blob"
+        );
+        let missing = key_of(b"never stored");
+        assert!(
+            matches!(
+                blobs.get_stream(&missing).await,
+                Err(PortError::NotFound(_))
+            ),
+            "{label}: a missing blob is NotFound before any chunk"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spooled_file_is_stored_and_removed_from_staging() {
     for (label, blobs, dir) in backends() {

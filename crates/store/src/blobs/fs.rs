@@ -148,6 +148,11 @@ impl Blobs for FsBlobs {
         got.bytes().await.map_err(|e| port_error(key, e))
     }
 
+    async fn get_stream(&self, key: &str) -> Result<yilian_app::ports::BlobStream, PortError> {
+        let path = object_path(key)?;
+        super::stream_object(&self.store, key, &path).await
+    }
+
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, PortError> {
         read_range(&self.store, key, range).await
     }

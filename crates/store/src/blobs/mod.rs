@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
-use yilian_app::ports::{Blobs, PortError};
+use yilian_app::ports::{BlobStream, Blobs, PortError};
 use yilian_config::BlobsConfig;
 
 pub use fs::FsBlobs;
@@ -56,6 +56,25 @@ pub(crate) fn port_error(key: &str, e: object_store::Error) -> PortError {
         object_store::Error::NotFound { .. } => PortError::NotFound(key.to_string()),
         other => PortError::Unavailable(format!("blob {key}: {other}")),
     }
+}
+
+/// An object as the store's chunks (`Blobs::get_stream`): the request is made here, so a missing
+/// object fails before any chunk; the chunks are read as the caller polls.
+pub(crate) async fn stream_object(
+    store: &dyn ObjectStore,
+    key: &str,
+    path: &object_store::path::Path,
+) -> Result<BlobStream, PortError> {
+    use futures::{StreamExt, TryStreamExt};
+    let got = store
+        .get_opts(path, GetOptions::default())
+        .await
+        .map_err(|e| port_error(key, e))?;
+    let key = key.to_string();
+    Ok(got
+        .into_stream()
+        .map_err(move |e| port_error(&key, e))
+        .boxed())
 }
 
 /// Bytes `range` of an object (the `Blobs::get_range` contract: end clamped, empty range empty, a

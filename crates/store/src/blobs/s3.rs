@@ -329,6 +329,14 @@ impl Blobs for S3Blobs {
         got.bytes().await.map_err(|e| port_error(key, e))
     }
 
+    /// The request takes one of the `max_concurrency` permits until the store answered; the body is
+    /// then read as the caller polls, without a permit, so a slow client cannot starve ingest.
+    async fn get_stream(&self, key: &str) -> Result<yilian_app::ports::BlobStream, PortError> {
+        let path = self.path(key)?;
+        let _permit = self.permit().await?;
+        super::stream_object(self.store.as_ref(), key, &path).await
+    }
+
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, PortError> {
         self.path(key)?;
         let _permit = self.permit().await?;
