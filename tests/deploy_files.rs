@@ -4,6 +4,8 @@
 //! operations guide name is one the hub reads, and the image, the load balancer and the manifests
 //! agree on the ports. (No container runtime is needed: the files are read as text.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
