@@ -178,6 +178,8 @@ pub struct MetricsSnapshot {
     pub sweeper: bool,
     /// Sweep rounds this process ran under the lease.
     pub sweeps: u64,
+    /// Blobs and bytes acknowledged but still in this process's write-behind outbox.
+    pub outbox: (u64, u64),
 }
 
 const PRIORITIES: [Priority; 3] = [Priority::Stat, Priority::Urgent, Priority::Routine];
@@ -331,6 +333,7 @@ impl Hub {
             pools: pools.into_values().collect(),
             sweeper: self.is_sweeper(),
             sweeps: self.sweeps_run(),
+            outbox: self.blobs.outbox_backlog().await.unwrap_or_default(),
         })
     }
 }

@@ -102,6 +102,15 @@ pub trait Blobs: Send + Sync {
             Err(e) => Err(e),
         }
     }
+    /// Write-behind stores (`blobs.ack_after = "local"`): uploads what waits in the local outbox and
+    /// returns how many blobs went out. Others have no outbox: 0.
+    async fn flush_outbox(&self) -> Result<usize, PortError> {
+        Ok(0)
+    }
+    /// Blobs and bytes waiting in the local outbox (write-behind stores; others: none).
+    async fn outbox_backlog(&self) -> Result<(u64, u64), PortError> {
+        Ok((0, 0))
+    }
 }
 
 /// The signer's key as the vault reports it: the public half only.

@@ -489,6 +489,21 @@ pub struct BlobsConfig {
     pub retry_timeout_secs: u64,
     /// One request (a whole small object or one part) may take this long.
     pub request_timeout_secs: u64,
+    /// When an upload is acknowledged on an `s3://` store: `"store"` (default) once the object store
+    /// has the whole object; `"local"` once it is fsynced in the local outbox
+    /// (`staging_dir/outbox`), from which a background task uploads it (write-behind), so an S3
+    /// outage does not slow or fail ingest. See ARCHITECTURE.md ("Durability") for what each
+    /// promises; `"local"` ties a blob to this host's disk until it is uploaded.
+    pub ack_after: AckAfter,
+}
+
+/// `blobs.ack_after`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckAfter {
+    #[default]
+    Store,
+    Local,
 }
 
 impl std::fmt::Debug for BlobsConfig {
@@ -511,6 +526,7 @@ impl std::fmt::Debug for BlobsConfig {
             .field("max_retries", &self.max_retries)
             .field("retry_timeout_secs", &self.retry_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("ack_after", &self.ack_after)
             .finish()
     }
 }
@@ -531,6 +547,7 @@ impl Default for BlobsConfig {
             part_size_mib: 8,
             max_retries: 5,
             retry_timeout_secs: 60,
+            ack_after: AckAfter::Store,
             request_timeout_secs: 120,
         }
     }
@@ -579,6 +596,7 @@ impl BlobsConfig {
                 ),
                 ("blobs.allow_http", self.allow_http),
                 ("blobs.virtual_hosted_style", self.virtual_hosted_style),
+                ("blobs.ack_after", self.ack_after == AckAfter::Local),
             ];
             if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
                 return Err(invalid(
@@ -1016,6 +1034,18 @@ impl Config {
         }
         if let Some(v) = env("YILIAN_BLOBS_ALLOW_HTTP") {
             self.blobs.allow_http = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = env("YILIAN_BLOBS_ACK_AFTER") {
+            self.blobs.ack_after = match v.as_str() {
+                "local" => AckAfter::Local,
+                "store" => AckAfter::Store,
+                other => {
+                    return Err(invalid(
+                        "YILIAN_BLOBS_ACK_AFTER",
+                        format!("{other:?}: must be store or local"),
+                    ));
+                }
+            };
         }
         if let Some(v) = env("YILIAN_DICOM_ADDR") {
             self.dicom.listen_addr = v;
@@ -2115,6 +2145,11 @@ mod tests {
                 "blobs.endpoint",
                 "s3://",
             ),
+            (
+                "url = \"file://yilian-data/blobs\"\nack_after = \"local\"",
+                "blobs.ack_after",
+                "s3://",
+            ),
         ] {
             let mut c = Config::from_toml(&with_blobs(blobs), "demo").unwrap();
             let e = c.finish(|_| None).unwrap_err().to_string();
@@ -2130,6 +2165,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("blobs.access_key_id: "), "{e}");
+
+        // Write-behind: from the TOML or the environment; anything else is refused by name.
+        let mut c = Config::from_toml(
+            &with_blobs("url = \"s3://bucket\"\nack_after = \"local\""),
+            "demo",
+        )
+        .unwrap();
+        c.finish(|_| None).unwrap();
+        assert_eq!(c.blobs.ack_after, AckAfter::Local);
+        let mut c = Config::from_toml(&with_blobs("url = \"s3://bucket\""), "demo").unwrap();
+        c.finish(|k| (k == "YILIAN_BLOBS_ACK_AFTER").then(|| "local".to_string()))
+            .unwrap();
+        assert_eq!(c.blobs.ack_after, AckAfter::Local);
+        let mut c = Config::from_toml(&with_blobs("url = \"s3://bucket\""), "demo").unwrap();
+        let e = c
+            .finish(|k| (k == "YILIAN_BLOBS_ACK_AFTER").then(|| "later".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("YILIAN_BLOBS_ACK_AFTER: "), "{e}");
+        assert!(
+            Config::from_toml(
+                &with_blobs("url = \"s3://bucket\"\nack_after = \"later\""),
+                "demo"
+            )
+            .is_err()
+        );
     }
 
     #[test]

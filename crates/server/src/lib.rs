@@ -278,56 +278,82 @@ pub async fn serve(
 /// The background sweeps: routing (studies that are complete or quiet get routed), escalation
 /// (overdue, unclaimed exams go up a tier), offers, critical-value escalation and webhook delivery.
 /// With several replicas on one catalog only the holder of the `sweeps` lease runs them (ARCHITECTURE.md,
-/// "Several replicas"); every replica follows routing reloads announced by the others. Runs until
-/// the task is aborted.
+/// "Several replicas"); every replica follows routing reloads announced by the others and uploads
+/// its own write-behind outbox. Runs until the task is aborted.
 pub fn spawn_background(hub: Hub) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::join!(sweeps(hub.clone()), outbox(hub));
+    })
+}
+
+/// Every sweep interval: follow other replicas' reloads; under the lease, run the sweeps.
+async fn sweeps(hub: Hub) {
     let every = Duration::from_secs(hub.config.routing.sweep_interval_secs.max(1));
     // A holder that misses two sweeps in a row (dead, stalled, cut off from the catalog) loses the
     // lease at the third; renewed before each step so a long round keeps it.
     let ttl = (every * 3).max(Duration::from_secs(3));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            match hub.follow_routing_reload().await {
-                Ok(true) => tracing::info!("routing reloaded after another replica's reload"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "routing reload signal not read"),
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match hub.follow_routing_reload().await {
+            Ok(true) => tracing::info!("routing reloaded after another replica's reload"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "routing reload signal not read"),
+        }
+        if !hub.hold_sweep_lease(ttl).await {
+            continue;
+        }
+        hub.record_sweep();
+        match hub.route_due_studies().await {
+            Ok(done) if !done.is_empty() => tracing::info!(count = done.len(), "routing sweep"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "routing sweep failed"),
+        }
+        if !hub.hold_sweep_lease(ttl).await {
+            continue;
+        }
+        match hub.escalate_overdue().await {
+            Ok(done) if !done.is_empty() => {
+                tracing::warn!(count = done.len(), "escalation sweep")
             }
-            if !hub.hold_sweep_lease(ttl).await {
-                continue;
-            }
-            hub.record_sweep();
-            match hub.route_due_studies().await {
-                Ok(done) if !done.is_empty() => tracing::info!(count = done.len(), "routing sweep"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "routing sweep failed"),
-            }
-            if !hub.hold_sweep_lease(ttl).await {
-                continue;
-            }
-            match hub.escalate_overdue().await {
-                Ok(done) if !done.is_empty() => {
-                    tracing::warn!(count = done.len(), "escalation sweep")
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "escalation sweep failed"),
+        }
+        if let Err(e) = hub.offer_waiting().await {
+            tracing::warn!(error = %e, "offer sweep failed");
+        }
+        if let Err(e) = hub.escalate_critical_cases().await {
+            tracing::warn!(error = %e, "critical-value escalation sweep failed");
+        }
+        if !hub.hold_sweep_lease(ttl).await {
+            continue;
+        }
+        if let Err(e) = deliver_webhooks(&hub).await {
+            tracing::warn!(error = %e, "webhook delivery failed");
+        }
+    }
+}
+
+/// Every replica, every second: uploads its own write-behind outbox (`blobs.ack_after = "local"`;
+/// a no-op for other stores). After a failure it waits longer, up to a minute, before trying again.
+async fn outbox(hub: Hub) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(wait).await;
+        match hub.blobs.flush_outbox().await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(count = n, "outbox uploaded to the blob store");
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "escalation sweep failed"),
+                wait = Duration::from_secs(1);
             }
-            if let Err(e) = hub.offer_waiting().await {
-                tracing::warn!(error = %e, "offer sweep failed");
-            }
-            if let Err(e) = hub.escalate_critical_cases().await {
-                tracing::warn!(error = %e, "critical-value escalation sweep failed");
-            }
-            if !hub.hold_sweep_lease(ttl).await {
-                continue;
-            }
-            if let Err(e) = deliver_webhooks(&hub).await {
-                tracing::warn!(error = %e, "webhook delivery failed");
+            Err(e) => {
+                wait = (wait * 2).min(Duration::from_secs(60));
+                tracing::warn!(error = %e, retry_in_secs = wait.as_secs(), "outbox upload failed");
             }
         }
-    })
+    }
 }
 
 /// One webhook client (and its connection pool) per trusted-CA setting for the process, not one per

@@ -190,6 +190,20 @@ pub fn encode(s: &MetricsSnapshot) -> String {
         "Background sweep rounds run by this hub process under the sweep lease.",
     );
     let _ = writeln!(out, "yilian_sweeps_total {}", s.sweeps);
+    family(
+        &mut out,
+        "yilian_blob_outbox",
+        "gauge",
+        "Acknowledged blobs not yet uploaded from this process's write-behind outbox (blobs.ack_after = \"local\").",
+    );
+    let _ = writeln!(out, "yilian_blob_outbox {}", s.outbox.0);
+    family(
+        &mut out,
+        "yilian_blob_outbox_bytes",
+        "gauge",
+        "Bytes of the blobs counted in yilian_blob_outbox.",
+    );
+    let _ = writeln!(out, "yilian_blob_outbox_bytes {}", s.outbox.1);
     out
 }
 
@@ -292,10 +306,13 @@ mod tests {
             }],
             sweeper: true,
             sweeps: 12,
+            outbox: (3, 4096),
         });
         for line in [
             "yilian_sweeper 1",
             "yilian_sweeps_total 12",
+            "yilian_blob_outbox 3",
+            "yilian_blob_outbox_bytes 4096",
             "# TYPE yilian_ingest_instances_total counter",
             "yilian_ingest_instances_total 3",
             "yilian_ingest_bytes_total 4096",

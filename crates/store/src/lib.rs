@@ -14,6 +14,6 @@ mod recognition;
 pub mod search;
 pub mod vault;
 
-pub use blobs::{BlobError, FsBlobs, S3Blobs, S3Tuning, open_blobs};
+pub use blobs::{BlobError, FsBlobs, S3Blobs, S3Tuning, StagedBlobs, open_blobs};
 pub use catalog::{Backend, SqlCatalog, StoreError};
 pub use vault::FileKeyVault;

@@ -79,6 +79,17 @@ fn backends() -> Vec<(String, Arc<dyn Blobs>, tempfile::TempDir)> {
             open_blobs(&cfg).expect("S3 blobs"),
             dir,
         ));
+        // Write-behind in front of the same server: acknowledged from the local outbox.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = BlobsConfig {
+            ack_after: yilian_config::AckAfter::Local,
+            ..s3_config(&env, &dir.path().join("staging"))
+        };
+        out.push((
+            format!("s3 write-behind {}", env.endpoint),
+            open_blobs(&cfg).expect("write-behind blobs"),
+            dir,
+        ));
     }
     out
 }
@@ -208,6 +219,74 @@ async fn streamed_reads_come_in_bounded_chunks() {
             "{label}: a missing blob is NotFound before any chunk"
         );
     }
+}
+
+/// Write-behind (`ack_after = "local"`) through an outage: with the store unreachable, uploads are
+/// still acknowledged (fsynced in the outbox) and readable; uploading the outbox fails and keeps
+/// everything; a hub restarted on the same outbox with the store back uploads it all (one blob
+/// multipart), bit-exact, and the outbox empties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_behind_acknowledges_through_an_outage_and_uploads_when_the_store_is_back() {
+    let Some(env) = s3_env() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("staging");
+    let up = BlobsConfig {
+        ack_after: yilian_config::AckAfter::Local,
+        ..s3_config(&env, &staging)
+    };
+    // Nothing listens on port 1 of the loopback: every request is refused at once.
+    let down = BlobsConfig {
+        endpoint: Some("http://127.0.0.1:1".into()),
+        max_retries: 0,
+        retry_timeout_secs: 1,
+        ..up.clone()
+    };
+    let direct = open_blobs(&BlobsConfig {
+        ack_after: yilian_config::AckAfter::Store,
+        ..up.clone()
+    })
+    .unwrap();
+
+    let small = Bytes::from(pattern(70_000, 7));
+    let large = Bytes::from(pattern(5 * 1024 * 1024 + 4321, 8));
+    let spooled = pattern(1234, 9);
+    let (ks, kl, kf) = (key_of(&small), key_of(&large), key_of(&spooled));
+    {
+        let blobs = open_blobs(&down).unwrap();
+        blobs.put(&ks, small.clone()).await.unwrap();
+        blobs.put(&kl, large.clone()).await.unwrap();
+        let spool = blobs.staging_dir().unwrap().join("upload.part");
+        std::fs::write(&spool, &spooled).unwrap();
+        blobs.put_file(&kf, &spool).await.unwrap();
+        assert!(!spool.exists(), "the spooled file moved into the outbox");
+        assert_eq!(blobs.get(&ks).await.unwrap(), small);
+        assert_eq!(
+            blobs.get_range(&kl, 10..20).await.unwrap(),
+            large.slice(10..20)
+        );
+        assert_eq!(blobs.size(&kf).await.unwrap(), Some(spooled.len() as u64));
+        assert!(blobs.flush_outbox().await.is_err(), "the store is down");
+        let total = (small.len() + large.len() + spooled.len()) as u64;
+        assert_eq!(blobs.outbox_backlog().await.unwrap(), (3, total));
+        for k in [&ks, &kl, &kf] {
+            assert_eq!(direct.size(k).await.unwrap(), None, "not in the store yet");
+        }
+    }
+    // "Restart" with the store reachable: the outbox goes out.
+    let blobs = open_blobs(&up).unwrap();
+    assert_eq!(blobs.outbox_backlog().await.unwrap().0, 3);
+    assert_eq!(blobs.flush_outbox().await.unwrap(), 3);
+    assert_eq!(blobs.outbox_backlog().await.unwrap(), (0, 0));
+    assert_eq!(direct.get(&ks).await.unwrap(), small);
+    assert_eq!(
+        sha256_hex(&direct.get(&kl).await.unwrap()),
+        sha256_hex(&large)
+    );
+    assert_eq!(direct.get(&kf).await.unwrap(), Bytes::from(spooled));
+    // Reads now come from the store.
+    assert_eq!(blobs.get(&kl).await.unwrap().len(), large.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

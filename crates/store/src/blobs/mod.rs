@@ -5,6 +5,7 @@
 
 mod fs;
 mod s3;
+mod staged;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use yilian_config::BlobsConfig;
 
 pub use fs::FsBlobs;
 pub use s3::{S3Blobs, S3Tuning};
+pub use staged::StagedBlobs;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -38,7 +40,14 @@ pub fn open_blobs(cfg: &BlobsConfig) -> Result<Arc<dyn Blobs>, BlobError> {
         return Ok(Arc::new(FsBlobs::open_with_staging(&root, &cfg.staging())?));
     }
     if cfg.s3_location().is_some() {
-        return Ok(Arc::new(S3Blobs::open(cfg)?));
+        let remote = S3Blobs::open(cfg)?;
+        if cfg.ack_after == yilian_config::AckAfter::Local {
+            return Ok(Arc::new(StagedBlobs::new(
+                &cfg.staging().join("outbox"),
+                remote,
+            )?));
+        }
+        return Ok(Arc::new(remote));
     }
     Err(BlobError::Unsupported(cfg.url.clone()))
 }

@@ -351,7 +351,8 @@ impl Blobs for S3Blobs {
 }
 
 impl S3Blobs {
-    async fn upload_file(&self, key: &str, path: &Path) -> Result<(), PortError> {
+    /// Uploads a file's content under `key` (one PUT or multipart); the file stays where it is.
+    pub(crate) async fn upload_file(&self, key: &str, path: &Path) -> Result<(), PortError> {
         let io = |e: std::io::Error| PortError::Unavailable(format!("{}: {e}", path.display()));
         let file = tokio::fs::File::open(path).await.map_err(io)?;
         let len = file.metadata().await.map_err(io)?.len();
