@@ -873,7 +873,7 @@ async fn crash_run(backend: &Backend, s3: Option<S3Env>, seed: u64, cycles: u32)
     }
     // Load stops; whatever was unknown is sent again to the running hub until acknowledged.
     phase.store(DRAIN, Ordering::SeqCst);
-    let mut ledgers = vec![stow.await.unwrap(), dimse.await.unwrap()];
+    let mut ledgers = [stow.await.unwrap(), dimse.await.unwrap()];
     for (l, name) in ledgers.iter().zip(["STOW-RS", "C-STORE"]) {
         eprintln!(
             "{label}: {name}: {} acknowledged, {} unknown sends ({} instances); reasons {:?}",
@@ -1056,7 +1056,10 @@ async fn crash_run(backend: &Backend, s3: Option<S3Env>, seed: u64, cycles: u32)
         staged_left,
         bytes_acked: acked_unique.iter().map(|i| i.size).sum(),
     };
-    println!(
+    // Straight to stderr, past the test harness's capture, so CI logs always show the numbers.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
         "crash consistency [{label}] seed {seed}: cycles {}, acknowledged {} ({} bytes, {} studies), unknown {} instances ({} sends), orphans {}, missing {}, spool files left by the kills {} (collected)",
         summary.cycles,
         summary.acknowledged,
