@@ -2,7 +2,7 @@
 //! DATABASE_URL is set) and real blob stores (a folder, and the S3 test server when the test script
 //! started one): a blob nothing points to is reported and, when asked, removed once older than the
 //! grace period; a blob a catalog row points to but the store lost is reported; referenced blobs are
-//! never touched.
+//! never touched; a spool file a crash left in the staging folder is collected like an orphan.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,6 +35,11 @@ async fn exercise(t: &TestHub) {
         .await
         .unwrap();
     t.hub.blobs.delete(&keys[1]).await.unwrap();
+    // And a spool file a killed hub left behind (an upload cut off mid-transfer).
+    let staging = t.hub.blobs.staging_dir().unwrap();
+    std::fs::create_dir_all(&staging).unwrap();
+    let spool = staging.join("yilian-dimse-cut-off.dcm");
+    std::fs::write(&spool, b"half an instance").unwrap();
 
     // Within the grace period an unreferenced blob may be an upload in progress: left alone.
     let r = t.hub.repair_blobs(true, 3600).await.unwrap();
@@ -42,6 +47,10 @@ async fn exercise(t: &TestHub) {
     assert_eq!((r.deleted, r.recent_unreferenced), (0, 1));
     assert_eq!(r.missing, vec![keys[1].clone()]);
     assert_eq!(r.blobs, 3, "two instances and the orphan: {r:?}");
+    assert_eq!(
+        r.stale_spool_files, 0,
+        "a young spool file may be an upload"
+    );
 
     // Past it, the report names the orphan; nothing is removed without --delete.
     let r = t.hub.repair_blobs(false, 0).await.unwrap();
@@ -51,16 +60,21 @@ async fn exercise(t: &TestHub) {
     );
     assert_eq!(r.deleted, 0);
     assert!(t.hub.blobs.get(&orphan).await.is_ok());
+    assert_eq!((r.stale_spool_files, r.spool_deleted), (1, 0));
+    assert!(spool.exists());
 
     // With --delete the orphan goes, and only the orphan.
     let r = t.hub.repair_blobs(true, 0).await.unwrap();
     assert_eq!((r.orphans.len(), r.deleted), (1, 1));
+    assert_eq!((r.stale_spool_files, r.spool_deleted), (1, 1));
+    assert!(!spool.exists());
     assert!(t.hub.blobs.get(&orphan).await.is_err());
     for k in [&keys[0], &keys[2]] {
         assert!(!t.hub.blobs.get(k).await.unwrap().is_empty());
     }
     let r = t.hub.repair_blobs(true, 0).await.unwrap();
     assert!(r.orphans.is_empty());
+    assert_eq!(r.stale_spool_files, 0);
     assert_eq!(
         r.missing,
         vec![keys[1].clone()],

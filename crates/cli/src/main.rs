@@ -127,9 +127,9 @@ enum AuditCommand {
 
 #[derive(Subcommand)]
 enum RepairCommand {
-    /// Walk the blob store: report orphan blobs (nothing points to them) and missing blobs (a catalog
-    /// row points to nothing); with --delete, remove the orphans older than --grace-secs. Exit 1 when
-    /// a blob is missing.
+    /// Walk the blob store: report orphan blobs (nothing points to them), missing blobs (a catalog
+    /// row points to nothing) and stale spool files (uploads a crash cut off); with --delete, remove
+    /// the orphans and spool files older than --grace-secs. Exit 1 when a blob is missing.
     Blobs {
         /// Remove the orphans (otherwise only report them).
         #[arg(long)]
@@ -268,7 +268,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("walking the blob store")?;
             let orphan_bytes: u64 = r.orphans.iter().map(|b| b.size).sum();
             println!(
-                "{} blobs ({} bytes); {} orphan(s) ({} bytes){}; {} recent unreferenced left alone; {} missing",
+                "{} blobs ({} bytes); {} orphan(s) ({} bytes){}; {} recent unreferenced left alone; {} missing; {} stale spool file(s) ({} bytes){}",
                 r.blobs,
                 r.bytes,
                 r.orphans.len(),
@@ -279,7 +279,14 @@ async fn main() -> anyhow::Result<()> {
                     " (report only: --delete removes them)".into()
                 },
                 r.recent_unreferenced,
-                r.missing.len()
+                r.missing.len(),
+                r.stale_spool_files,
+                r.stale_spool_bytes,
+                if delete {
+                    format!(", {} deleted", r.spool_deleted)
+                } else {
+                    String::new()
+                }
             );
             for b in &r.orphans {
                 println!("orphan  {}  {} bytes", b.key, b.size);
