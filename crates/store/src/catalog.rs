@@ -1317,15 +1317,27 @@ impl Catalog for SqlCatalog {
 
     async fn reader_loads(&self, now: UnixMillis) -> Result<Vec<ReaderLoad>, PortError> {
         // Open items: live leases plus live offers not yet claimed. Last assignment: the latest offer
-        // or first claim that named the reader.
+        // or first claim that named the reader. Leases are read through the partial index of held
+        // exams; `offered_to` stays on signed exams, so the readers ever offered one are walked one
+        // name at a time (each step a probe of exams_offered_at) and each reader's live offers and
+        // latest offer read from their own range: the cost follows the readers, not the history
+        // (docs/catalog-plans.md). The SUM is cast back: PostgreSQL sums BIGINT as NUMERIC.
         let rows = sqlx::query(
-            "SELECT username, SUM(open_items) AS open_items, MAX(last_at) AS last_at FROM ( \
+            "WITH RECURSIVE offered (username) AS ( \
+               SELECT MIN(offered_to) FROM exams \
+               UNION ALL \
+               SELECT (SELECT MIN(e.offered_to) FROM exams e WHERE e.offered_to > o.username) FROM offered o \
+               WHERE o.username IS NOT NULL \
+             ) \
+             SELECT username, CAST(SUM(open_items) AS BIGINT) AS open_items, MAX(last_at) AS last_at FROM ( \
                SELECT claimed_by AS username, CASE WHEN state = 'queued' AND lease_until >= $1 THEN 1 ELSE 0 END AS open_items, \
                       first_claimed_at AS last_at FROM exams WHERE claimed_by IS NOT NULL \
                UNION ALL \
-               SELECT offered_to AS username, \
-                      CASE WHEN state = 'queued' AND offer_until >= $1 AND (claimed_by IS NULL OR lease_until < $1) THEN 1 ELSE 0 END AS open_items, \
-                      offered_at AS last_at FROM exams WHERE offered_to IS NOT NULL \
+               SELECT o.username, \
+                      (SELECT COUNT(*) FROM exams e WHERE e.offered_to = o.username AND e.offer_until >= $1 \
+                       AND e.state = 'queued' AND (e.claimed_by IS NULL OR e.lease_until < $1)) AS open_items, \
+                      (SELECT MAX(e.offered_at) FROM exams e WHERE e.offered_to = o.username) AS last_at \
+               FROM offered o WHERE o.username IS NOT NULL \
              ) t GROUP BY username",
         )
         .bind(now.0)
