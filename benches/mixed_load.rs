@@ -232,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
                         .as_array()
                         .map(|a| {
                             a.iter()
-                                .filter_map(|e| e["study_uid"].as_str().map(str::to_string))
+                                .filter_map(|e| e["study_instance_uid"].as_str().map(str::to_string))
                                 .filter(|s| s.starts_with("2.25.6"))
                                 .collect()
                         })
