@@ -1,8 +1,10 @@
-//! Two hub processes (the real `yilian serve` binary, twice) on one catalog: eight simulated readers
+//! Two hub processes (the real `yilian serve` binary, twice) on one catalog act as one hub. Exactly one
+//! runs the background sweeps (each webhook goes out once; the survivor takes over when it is
+//! killed), and a routing reload asked of one is done by the other. And eight simulated readers
 //! take "the next exam" from both at once until the queue is empty. No exam is claimed twice and none
 //! is lost — the claim is one conditional UPDATE on a row the database locks (`FOR UPDATE SKIP LOCKED`
 //! on PostgreSQL), not an in-process lock. Runs on PostgreSQL when DATABASE_URL is set, and on a shared
-//! SQLite file.
+//! SQLite file; blobs on the S3 test server when the test script started one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -56,15 +58,46 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The real binary with the shared catalog, blob folder and key folder, DIMSE off.
+/// The real binary with the shared catalog, blob store and key folder, DIMSE off. Blobs on the S3
+/// test server when the test script started one (a prefix per test folder, shared by the replicas),
+/// else in a shared folder.
 fn yilian(config: &Path, db: &str, dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_yilian"));
-    c.env("YILIAN_DATABASE_URL", db)
-        .env(
-            "YILIAN_BLOBS_URL",
-            format!("file://{}/blobs", dir.display()),
-        )
-        .env("YILIAN_KEYS_DIR", dir.join("keys"))
+    c.env("YILIAN_DATABASE_URL", db);
+    match support::s3_env() {
+        Some(env) => {
+            let prefix = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("replicas")
+                .trim_start_matches('.')
+                .to_lowercase();
+            c.env(
+                "YILIAN_BLOBS_URL",
+                format!("s3://{}/replicas-{prefix}", env.bucket),
+            )
+            .env("YILIAN_BLOBS_ENDPOINT", &env.endpoint)
+            .env("YILIAN_BLOBS_REGION", &env.region)
+            .env("YILIAN_BLOBS_ACCESS_KEY_ID", &env.access_key_id)
+            .env("YILIAN_BLOBS_SECRET_ACCESS_KEY", &env.secret_access_key)
+            .env(
+                "YILIAN_BLOBS_ALLOW_HTTP",
+                if env.endpoint.starts_with("http://") {
+                    "1"
+                } else {
+                    "0"
+                },
+            )
+            .env("YILIAN_BLOBS_STAGING_DIR", dir.join("staging"));
+        }
+        None => {
+            c.env(
+                "YILIAN_BLOBS_URL",
+                format!("file://{}/blobs", dir.display()),
+            );
+        }
+    }
+    c.env("YILIAN_KEYS_DIR", dir.join("keys"))
         .env("YILIAN_DICOM_ENABLED", "0")
         .env("YILIAN_MLLP_ENABLED", "0")
         .env("YILIAN_LOG", "warn")
