@@ -254,6 +254,61 @@ async fn a_large_instance_is_streamed_and_a_damaged_one_is_cut_off() {
     t.finish().await;
 }
 
+/// An S3 endpoint on the alliance's own PKI (`https://`, a certificate signed by the alliance CA):
+/// trusted with `blobs.ca_file`, refused without it (the system roots do not know that CA).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_store_on_the_alliance_ca_is_trusted_with_ca_file() {
+    let Some(env) = support::s3_env() else {
+        return;
+    };
+    let (ca_pem, server) = support::test_ca_and_server();
+    let upstream = env
+        .endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let proxy = support::tls_proxy(server, upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("alliance-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let text = format!(
+        "{}\n",
+        yilian_config::DEMO_TOML.replacen(
+            "[blobs]\nurl = \"file://yilian-data/blobs\"\n",
+            &format!(
+                "[blobs]\nurl = \"s3://{}/ca-{}\"\nendpoint = \"https://{proxy}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\nca_file = \"{}\"\nstaging_dir = \"{}\"\nmax_retries = 0\n",
+                env.bucket,
+                ulid::Ulid::new().to_string().to_lowercase(),
+                env.region,
+                env.access_key_id,
+                ca_file.display(),
+                dir.path().join("staging").display(),
+            ),
+            1,
+        )
+    );
+    let mut cfg = yilian_config::Config::from_toml(&text, "ca.toml").unwrap();
+    let secret = env.secret_access_key.clone();
+    cfg.finish(|k| (k == "YILIAN_BLOBS_SECRET_ACCESS_KEY").then(|| secret.clone()))
+        .unwrap();
+    assert!(cfg.blobs.ca_pem.is_some(), "the CA file was read at load");
+    let data = bytes::Bytes::from(instance_bytes(&InstanceSpec::ct(9)));
+    let key = "sha256/00/00/ca-check";
+    let blobs = yilian_store::open_blobs(&cfg.blobs).unwrap();
+    blobs.put(key, data.clone()).await.unwrap();
+    assert_eq!(blobs.get(key).await.unwrap(), data);
+
+    // The same store without the CA: the TLS handshake fails and nothing is acknowledged.
+    let mut no_ca = cfg.blobs.clone();
+    no_ca.ca_file = None;
+    no_ca.ca_pem = None;
+    let blobs = yilian_store::open_blobs(&no_ca).unwrap();
+    assert!(
+        blobs.put(key, data).await.is_err(),
+        "an unknown CA is refused"
+    );
+}
+
 /// `yilian serve` does not start on an S3 store that refuses its credentials: the start-up check
 /// (`check_blob_store`) fails and names the store. (A missing bucket fails the same way on S3 and MinIO; s3s-fs creates it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

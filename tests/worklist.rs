@@ -297,28 +297,9 @@ async fn a_junior_report_needs_a_senior_countersign_where_the_rule_asks_for_revi
 /// A TLS receiver whose certificate (for 127.0.0.1) an alliance CA signed: answers 200 and hands each
 /// request's body to the test. Returns the URL, the CA's PEM and the bodies.
 async fn tls_receiver() -> (String, String, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "演示医共体 CA (test)");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let mut leaf_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf_params.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    let config = tokio_rustls::rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let (ca_pem, config) = support::test_ca_and_server();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}/hook", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -358,7 +339,7 @@ async fn tls_receiver() -> (String, String, tokio::sync::mpsc::UnboundedReceiver
             let _ = tx.send(body);
         }
     });
-    (url, ca.pem(), rx)
+    (url, ca_pem, rx)
 }
 
 /// An https:// webhook signed by the alliance's own CA (`webhook_ca_file`) is delivered; the same

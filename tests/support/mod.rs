@@ -524,6 +524,65 @@ pub fn stemi_ecg(study: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// A throwaway alliance CA (PEM) and a TLS server configuration whose certificate it signed, for
+/// 127.0.0.1: the "our own PKI" case (webhook receivers, an S3 endpoint behind the alliance CA).
+pub fn test_ca_and_server() -> (String, Arc<tokio_rustls::rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "演示医共体 CA (test)");
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let mut leaf_params = CertificateParams::new(Vec::<String>::new()).expect("leaf params");
+    leaf_params.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().expect("ip"))];
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &issuer)
+        .expect("leaf certificate");
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .expect("server config");
+    (ca.pem(), Arc::new(config))
+}
+
+/// A TLS-terminating proxy on 127.0.0.1 in front of `upstream` (`host:port`): each connection's
+/// bytes are passed on unchanged (so a SigV4 signature over the Host header still verifies).
+/// Returns the proxy's address.
+pub async fn tls_proxy(
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+    upstream: String,
+) -> std::net::SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy addr");
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake here.
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

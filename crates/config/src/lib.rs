@@ -495,6 +495,12 @@ pub struct BlobsConfig {
     /// outage does not slow or fail ingest. See ARCHITECTURE.md ("Durability") for what each
     /// promises; `"local"` ties a blob to this host's disk until it is uploaded.
     pub ack_after: AckAfter,
+    /// PEM file of the CA(s) that sign an `https://` endpoint's certificate (a MinIO or Ceph behind the
+    /// alliance's own PKI); added to the system roots. `YILIAN_BLOBS_CA_FILE` overrides.
+    pub ca_file: Option<PathBuf>,
+    /// Read from `ca_file` at load.
+    #[serde(skip)]
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// `blobs.ack_after`.
@@ -527,6 +533,7 @@ impl std::fmt::Debug for BlobsConfig {
             .field("retry_timeout_secs", &self.retry_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("ack_after", &self.ack_after)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -549,6 +556,8 @@ impl Default for BlobsConfig {
             retry_timeout_secs: 60,
             ack_after: AckAfter::Store,
             request_timeout_secs: 120,
+            ca_file: None,
+            ca_pem: None,
         }
     }
 }
@@ -597,6 +606,7 @@ impl BlobsConfig {
                 ("blobs.allow_http", self.allow_http),
                 ("blobs.virtual_hosted_style", self.virtual_hosted_style),
                 ("blobs.ack_after", self.ack_after == AckAfter::Local),
+                ("blobs.ca_file", self.ca_file.is_some()),
             ];
             if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
                 return Err(invalid(
@@ -633,6 +643,14 @@ impl BlobsConfig {
         }
         if self.region.trim().is_empty() {
             return Err(invalid("blobs.region", "must not be empty"));
+        }
+        if let Some(pem) = &self.ca_pem
+            && !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----")
+        {
+            return Err(invalid(
+                "blobs.ca_file",
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            ));
         }
         match (&self.access_key_id, &self.secret_access_key) {
             (Some(id), _) if id.trim().is_empty() => {
@@ -1035,6 +1053,9 @@ impl Config {
         if let Some(v) = env("YILIAN_BLOBS_ALLOW_HTTP") {
             self.blobs.allow_http = matches!(v.as_str(), "1" | "true" | "yes");
         }
+        if let Some(v) = env("YILIAN_BLOBS_CA_FILE") {
+            self.blobs.ca_file = Some(PathBuf::from(v));
+        }
         if let Some(v) = env("YILIAN_BLOBS_ACK_AFTER") {
             self.blobs.ack_after = match v.as_str() {
                 "local" => AckAfter::Local,
@@ -1080,6 +1101,13 @@ impl Config {
             self.blobs.secret_access_key = Some(secret.trim().to_string());
         } else if let Some(v) = env("YILIAN_BLOBS_SECRET_ACCESS_KEY") {
             self.blobs.secret_access_key = Some(v.trim().to_string());
+        }
+        if let Some(path) = &self.blobs.ca_file {
+            let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            self.blobs.ca_pem = Some(pem);
         }
         if let Some(path) = &self.notifications.webhook_ca_file {
             let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
@@ -2165,6 +2193,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("blobs.access_key_id: "), "{e}");
+
+        // A CA file: read at load, for s3:// only, and it must hold a PEM certificate.
+        for (url, says) in [
+            ("s3://bucket", "holds no PEM certificate"),
+            ("file://yilian-data/blobs", "s3://"),
+        ] {
+            let mut c = Config::from_toml(
+                &with_blobs(&format!(
+                    "url = \"{url}\"\nca_file = \"{}\"",
+                    secret.display()
+                )),
+                "demo",
+            )
+            .unwrap();
+            let e = c.finish(|_| None).unwrap_err().to_string();
+            assert!(e.starts_with("blobs.ca_file: ") && e.contains(says), "{e}");
+        }
 
         // Write-behind: from the TOML or the environment; anything else is refused by name.
         let mut c = Config::from_toml(

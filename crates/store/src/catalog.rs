@@ -967,8 +967,11 @@ impl Catalog for SqlCatalog {
     ) -> Result<Vec<Notification>, PortError> {
         // The caller's pools' notifications for the whole pool, and every notification addressed to
         // the caller (of any pool: a critical lab value is addressed to the ordering site's people).
+        // The cursor bound inside the subquery too (same meaning): PostgreSQL plans it as a hashed
+        // subplan over the user's recipient rows, which the bound keeps to rows after the cursor
+        // (`notification_recipients_by_user` is (username, notification_id); docs/catalog-plans.md).
         let addressed = "EXISTS (SELECT 1 FROM notification_recipients r \
-             WHERE r.notification_id = n.notification_id AND r.username = $3)";
+             WHERE r.notification_id = n.notification_id AND r.username = $3 AND r.notification_id > $1)";
         let text = if pools.is_empty() {
             sql!(
                 "SELECT {NOTIFICATION_COLS} FROM notifications n WHERE notification_id > $1 AND {addressed} \

@@ -74,16 +74,21 @@ impl S3Blobs {
                 .with_secret_access_key(secret),
             _ => AmazonS3Builder::from_env(),
         };
+        let mut client = ClientOptions::new()
+            .with_allow_http(cfg.allow_http)
+            .with_timeout(Duration::from_secs(cfg.request_timeout_secs))
+            .with_connect_timeout(Duration::from_secs(10));
+        // The alliance's own CA(s) for an https:// endpoint, beside the system roots.
+        if let Some(pem) = &cfg.ca_pem {
+            for cert in object_store::Certificate::from_pem_bundle(pem)? {
+                client = client.with_root_certificate(cert);
+            }
+        }
         builder = builder
             .with_bucket_name(&loc.bucket)
             .with_region(&cfg.region)
             .with_virtual_hosted_style_request(cfg.virtual_hosted_style)
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(cfg.allow_http)
-                    .with_timeout(Duration::from_secs(cfg.request_timeout_secs))
-                    .with_connect_timeout(Duration::from_secs(10)),
-            )
+            .with_client_options(client)
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {
                     init_backoff: Duration::from_millis(100),
