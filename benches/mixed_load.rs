@@ -39,6 +39,25 @@ fn record(stats: &Stats, op: &'static str, took: Duration, outcome: Result<(), S
     }
 }
 
+/// What every simulated user shares: the client, the results, the stop flag, the arguments, and the
+/// round-robin position over the replicas.
+#[derive(Clone)]
+struct Ctx {
+    client: reqwest::Client,
+    stats: Stats,
+    stop: Arc<AtomicBool>,
+    args: Arc<Args>,
+    next: Arc<AtomicU64>,
+}
+
+impl Ctx {
+    /// The next replica's base URL, as a round-robin balancer would pick it.
+    fn hub(&self) -> String {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        self.args.hubs[i % self.args.hubs.len()].clone()
+    }
+}
+
 struct Args {
     hubs: Vec<String>,
     tech: String,
@@ -129,27 +148,26 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let stats: Stats = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let next_hub = Arc::new(AtomicU64::new(0));
-    let hub = {
-        let args = args.clone();
-        let next = next_hub.clone();
-        move || {
-            let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-            args.hubs[i % args.hubs.len()].clone()
-        }
+    let cx = Ctx {
+        client: client.clone(),
+        stats: stats.clone(),
+        stop: stop.clone(),
+        args: args.clone(),
+        next: Arc::new(AtomicU64::new(0)),
     };
     let run = std::process::id();
     let mut tasks = Vec::new();
 
     for u in 0..args.uploaders {
-        let (client, stats, stop, args, hub) = (
-            client.clone(),
-            stats.clone(),
-            stop.clone(),
-            args.clone(),
-            hub.clone(),
-        );
+        let cx = cx.clone();
         tasks.push(tokio::spawn(async move {
+            let Ctx {
+                client,
+                stats,
+                stop,
+                args,
+                ..
+            } = &cx;
             let boundary = "mixed-load-boundary";
             for n in 0u32.. {
                 if stop.load(Ordering::Relaxed) {
@@ -173,7 +191,7 @@ async fn main() -> anyhow::Result<()> {
                 let t = Instant::now();
                 let r = check(
                     client
-                        .post(format!("{}/dicomweb/studies", hub()))
+                        .post(format!("{}/dicomweb/studies", cx.hub()))
                         .bearer_auth(&args.tech)
                         .header(
                             "content-type",
@@ -187,37 +205,38 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .await
                 .map(|_| ());
-                record(&stats, "upload (STOW-RS, 1 instance)", t.elapsed(), r);
+                record(stats, "upload (STOW-RS, 1 instance)", t.elapsed(), r);
                 let t = Instant::now();
                 let r = check(
                     client
-                        .post(format!("{}/api/v1/studies/{study}/complete", hub()))
+                        .post(format!("{}/api/v1/studies/{study}/complete", cx.hub()))
                         .bearer_auth(&args.tech)
                         .send()
                         .await,
                 )
                 .await
                 .map(|_| ());
-                record(&stats, "study complete", t.elapsed(), r);
+                record(stats, "study complete", t.elapsed(), r);
             }
         }));
     }
 
     for _ in 0..args.readers {
-        let (client, stats, stop, args, hub) = (
-            client.clone(),
-            stats.clone(),
-            stop.clone(),
-            args.clone(),
-            hub.clone(),
-        );
+        let cx = cx.clone();
         tasks.push(tokio::spawn(async move {
+            let Ctx {
+                client,
+                stats,
+                stop,
+                args,
+                ..
+            } = &cx;
             let mut k = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let got = match check(
                     client
-                        .get(format!("{}/api/v1/worklist", hub()))
+                        .get(format!("{}/api/v1/worklist", cx.hub()))
                         .bearer_auth(&args.reader)
                         .send()
                         .await,
@@ -239,7 +258,7 @@ async fn main() -> anyhow::Result<()> {
                         .unwrap_or_default(),
                     Err(_) => Vec::new(),
                 };
-                record(&stats, "worklist poll", t.elapsed(), got.map(|_| ()));
+                record(stats, "worklist poll", t.elapsed(), got.map(|_| ()));
                 if let Some(study) = (!studies.is_empty()).then(|| &studies[k % studies.len()]) {
                     k = k.wrapping_add(7);
                     let t = Instant::now();
@@ -247,7 +266,7 @@ async fn main() -> anyhow::Result<()> {
                         client
                             .get(format!(
                                 "{}/dicomweb/studies/{study}/series/{study}.1/instances/{study}.1.1/rendered",
-                                hub()
+                                cx.hub()
                             ))
                             .bearer_auth(&args.reader)
                             .header("accept", "image/jpeg")
@@ -259,7 +278,7 @@ async fn main() -> anyhow::Result<()> {
                         Ok(r) => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
                         Err(e) => Err(e),
                     };
-                    record(&stats, "render (JPEG)", t.elapsed(), r);
+                    record(stats, "render (JPEG)", t.elapsed(), r);
                 } else {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
@@ -268,14 +287,15 @@ async fn main() -> anyhow::Result<()> {
     }
 
     for c in 0..args.clinicians {
-        let (client, stats, stop, args, hub) = (
-            client.clone(),
-            stats.clone(),
-            stop.clone(),
-            args.clone(),
-            hub.clone(),
-        );
+        let cx = cx.clone();
         tasks.push(tokio::spawn(async move {
+            let Ctx {
+                client,
+                stats,
+                stop,
+                args,
+                ..
+            } = &cx;
             let mut n = c;
             while !stop.load(Ordering::Relaxed) {
                 n = n.wrapping_add(13);
@@ -284,7 +304,7 @@ async fn main() -> anyhow::Result<()> {
                     client
                         .get(format!(
                             "{}/api/v1/results?issuer=HX&patient_id=LD{:04}&purpose=treatment",
-                            hub(),
+                            cx.hub(),
                             n % 200
                         ))
                         .bearer_auth(&args.clinician)
@@ -296,7 +316,7 @@ async fn main() -> anyhow::Result<()> {
                     Ok(r) => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
                     Err(e) => Err(e),
                 };
-                record(&stats, "results look-up", t.elapsed(), r);
+                record(stats, "results look-up", t.elapsed(), r);
             }
         }));
     }

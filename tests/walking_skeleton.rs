@@ -125,10 +125,9 @@ async fn stow_then_wado_with_blobs_on_s3() {
             )
             .await;
         assert_eq!(rsp.status(), StatusCode::OK);
-        let ct = rsp.headers()["content-type"].to_str().unwrap().to_string();
+        let boundary = boundary_of(&rsp);
         let body = rsp.bytes().await.unwrap();
-        let boundary = ct.split("boundary=").nth(1).unwrap().trim_matches('"');
-        let got = one_part(&body, boundary);
+        let got = one_part(&body, &boundary);
         assert!(got == sent.as_slice(), "instance {n} came back bit-exact");
         let rec = t
             .hub
@@ -176,13 +175,7 @@ async fn a_large_instance_is_streamed_and_a_damaged_one_is_cut_off() {
     let large_path = format!("/dicomweb/studies/{CT}/series/{SERIES}/instances/{SERIES}.2");
     let rsp = t.get(&tech, &large_path).await;
     assert_eq!(rsp.status(), StatusCode::OK);
-    let ct_header = rsp.headers()["content-type"].to_str().unwrap().to_string();
-    let boundary = ct_header
-        .split("boundary=")
-        .nth(1)
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let boundary = boundary_of(&rsp);
     let body = rsp.bytes().await.unwrap();
     assert!(one_part(&body, &boundary) == large.as_slice(), "bit-exact");
     assert!(body.ends_with(format!("--{boundary}--\r\n").as_bytes()));
@@ -190,13 +183,7 @@ async fn a_large_instance_is_streamed_and_a_damaged_one_is_cut_off() {
     // The study: both instances, in two parts, closed.
     let rsp = t.get(&tech, &format!("/dicomweb/studies/{CT}")).await;
     assert_eq!(rsp.status(), StatusCode::OK);
-    let ct_header = rsp.headers()["content-type"].to_str().unwrap().to_string();
-    let boundary = ct_header
-        .split("boundary=")
-        .nth(1)
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let boundary = boundary_of(&rsp);
     let body = rsp.bytes().await.unwrap();
     assert!(body.ends_with(format!("--{boundary}--\r\n").as_bytes()));
     assert!(find(&body, &large).is_some() && find(&body, &small).is_some());
@@ -230,13 +217,7 @@ async fn a_large_instance_is_streamed_and_a_damaged_one_is_cut_off() {
         StatusCode::OK,
         "headers go out before the end is hashed"
     );
-    let ct_header = rsp.headers()["content-type"].to_str().unwrap().to_string();
-    let boundary = ct_header
-        .split("boundary=")
-        .nth(1)
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let boundary = boundary_of(&rsp);
     match rsp.bytes().await {
         Err(_) => {}
         Ok(body) => assert!(
@@ -338,6 +319,16 @@ async fn a_hub_does_not_start_on_an_s3_store_it_cannot_write() {
         )),
         "{msg}"
     );
+}
+
+/// The boundary a multipart response's Content-Type names.
+fn boundary_of(rsp: &reqwest::Response) -> String {
+    let ct = rsp.headers()["content-type"].to_str().unwrap();
+    ct.split("boundary=")
+        .nth(1)
+        .unwrap()
+        .trim_matches('"')
+        .to_string()
 }
 
 /// The bytes of the single part of a multipart/related body.
