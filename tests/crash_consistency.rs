@@ -38,8 +38,8 @@ use dicom_ul::association::Association;
 use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};
 use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
 use sha2::{Digest, Sha256};
-use sqlx::{Executor, Row};
-use support::{Backend, S3Env, backends, s3_env};
+use sqlx::Row;
+use support::{Backend, FreshCatalog, S3Env, backends, s3_env};
 use yilian_fixtures::{InstanceSpec, instance_bytes};
 use yilian_server::dimse::command::{Command as DimseCommand, CommandBuilder, field};
 
@@ -158,43 +158,13 @@ fn free_port() -> u16 {
 struct HubSetup {
     dir: tempfile::TempDir,
     config: PathBuf,
-    db: String,
     s3: Option<S3Env>,
     http_port: u16,
     dimse_port: u16,
     /// Where unfinished uploads are spooled (a kill can leave files here).
     staging: PathBuf,
-    /// Held for its `Drop`: the database goes with the run.
-    _pg: Option<PgGuard>,
-}
-
-/// Drops the run's PostgreSQL database, also when the test fails.
-struct PgGuard {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for PgGuard {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(admin) = sqlx::AnyPool::connect(&url).await {
-                    let _ = admin
-                        .execute(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .await;
-                    admin.close().await;
-                }
-            });
-        })
-        .join();
-    }
+    /// The run's catalog (a PostgreSQL database is dropped with the run).
+    catalog: FreshCatalog,
 }
 
 /// The demo alliance, with routing quick (a study quiet for 2 s is routed, swept every second), no
@@ -222,30 +192,7 @@ fn config_text(blobs: &toml::Table) -> String {
 impl HubSetup {
     async fn new(backend: &Backend, s3: Option<S3Env>, write_behind: bool) -> HubSetup {
         let dir = tempfile::tempdir().unwrap();
-        let (db, pg) = match backend {
-            Backend::Sqlite => (
-                format!("sqlite://{}/catalog.db?mode=rwc", dir.path().display()),
-                None,
-            ),
-            Backend::Postgres(url) => {
-                sqlx::any::install_default_drivers();
-                let name = format!("yilian_t_{}", ulid::Ulid::new().to_string().to_lowercase());
-                let admin = sqlx::AnyPool::connect(url).await.unwrap();
-                admin
-                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .await
-                    .unwrap();
-                admin.close().await;
-                let (head, _) = url.split('?').next().unwrap().rsplit_once('/').unwrap();
-                (
-                    format!("{head}/{name}"),
-                    Some(PgGuard {
-                        admin_url: url.clone(),
-                        name,
-                    }),
-                )
-            }
-        };
+        let catalog = FreshCatalog::new(backend, dir.path()).await;
         let mut blobs = toml::Table::new();
         blobs.insert("part_size_mib".into(), 5.into());
         let staging = match &s3 {
@@ -278,12 +225,11 @@ impl HubSetup {
         std::fs::write(&config, config_text(&blobs)).unwrap();
         HubSetup {
             config,
-            db,
             s3,
             http_port: free_port(),
             dimse_port: free_port(),
             staging,
-            _pg: pg,
+            catalog,
             dir,
         }
     }
@@ -300,7 +246,7 @@ impl HubSetup {
     fn yilian(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_yilian"));
         c.env("YILIAN_CONFIG", &self.config)
-            .env("YILIAN_DATABASE_URL", &self.db)
+            .env("YILIAN_DATABASE_URL", &self.catalog.url)
             .env("YILIAN_KEYS_DIR", self.dir.path().join("keys"))
             .env("YILIAN_HTTP_ADDR", format!("127.0.0.1:{}", self.http_port))
             .env("YILIAN_DICOM_ENABLED", "1")
@@ -943,7 +889,7 @@ async fn crash_run(
 
     // The catalog holds each sent instance exactly once, and nothing it was not sent.
     sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&setup.db).await.unwrap();
+    let pool = sqlx::AnyPool::connect(&setup.catalog.url).await.unwrap();
     let rows = sqlx::query("SELECT sop_instance_uid, blob_key, sha256 FROM instances")
         .fetch_all(&pool)
         .await

@@ -15,8 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use sqlx::Executor;
-use support::{Backend, backends};
+use support::backends;
 use yilian_fixtures::{InstanceSpec, instance_bytes};
 
 const READERS: usize = 8;
@@ -158,43 +157,12 @@ fn token(config: &Path, db: &str, dir: &Path, user: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// A fresh catalog: a SQLite file in `dir`, or a new PostgreSQL database (give the second value to
-/// [`drop_catalog`]).
-async fn fresh_catalog(backend: &Backend, dir: &Path) -> (String, Option<(sqlx::AnyPool, String)>) {
-    match backend {
-        Backend::Sqlite => (
-            format!("sqlite://{}/catalog.db?mode=rwc", dir.display()),
-            None,
-        ),
-        Backend::Postgres(url) => {
-            sqlx::any::install_default_drivers();
-            let name = format!("yilian_r_{}", ulid::Ulid::new().to_string().to_lowercase());
-            let admin = sqlx::AnyPool::connect(url).await.unwrap();
-            admin
-                .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .await
-                .unwrap();
-            let (head, _) = url.rsplit_once('/').unwrap();
-            (format!("{head}/{name}"), Some((admin, name)))
-        }
-    }
-}
-
-async fn drop_catalog(pg: Option<(sqlx::AnyPool, String)>) {
-    if let Some((admin, name)) = pg {
-        let _ = admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readers_on_two_replicas_never_claim_the_same_exam_and_lose_none() {
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, pg_admin) = fresh_catalog(&backend, dir.path()).await;
+        let catalog = support::FreshCatalog::new(&backend, dir.path()).await;
+        let db = catalog.url.clone();
         let config = dir.path().join("alliance.toml");
         std::fs::write(&config, config_text()).unwrap();
         let a = start(&config, &db, dir.path()).await;
@@ -327,7 +295,7 @@ async fn readers_on_two_replicas_never_claim_the_same_exam_and_lose_none() {
 
         drop(a);
         drop(b);
-        drop_catalog(pg_admin).await;
+        drop(catalog);
     }
 }
 
@@ -403,7 +371,8 @@ async fn deliveries(
 async fn one_replica_sweeps_webhooks_go_once_and_reloads_reach_every_replica() {
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, pg_admin) = fresh_catalog(&backend, dir.path()).await;
+        let catalog = support::FreshCatalog::new(&backend, dir.path()).await;
+        let db = catalog.url.clone();
         let (url, mut hooks) = support::receiver(200).await;
         let text = config_text().replace("sweep_interval_secs = 5", "sweep_interval_secs = 1")
             + &format!("\n[notifications]\nwebhook_url = \"{url}\"\n");
@@ -490,6 +459,6 @@ async fn one_replica_sweeps_webhooks_go_once_and_reloads_reach_every_replica() {
         assert!(is_sweeper(&http, &survivor.base, &admin).await);
 
         drop(survivor);
-        drop_catalog(pg_admin).await;
+        drop(catalog);
     }
 }

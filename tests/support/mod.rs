@@ -583,6 +583,68 @@ pub async fn tls_proxy(
     addr
 }
 
+/// A catalog of its own for a test that runs the real binary: a SQLite file in a folder, or a new
+/// PostgreSQL database that is dropped with this value (also when the test fails).
+pub struct FreshCatalog {
+    pub url: String,
+    pg: Option<(String, String)>,
+}
+
+impl FreshCatalog {
+    pub async fn new(backend: &Backend, dir: &std::path::Path) -> FreshCatalog {
+        match backend {
+            Backend::Sqlite => FreshCatalog {
+                url: format!("sqlite://{}/catalog.db?mode=rwc", dir.display()),
+                pg: None,
+            },
+            Backend::Postgres(url) => {
+                sqlx::any::install_default_drivers();
+                let name = format!("yilian_t_{}", ulid::Ulid::new().to_string().to_lowercase());
+                let admin = sqlx::AnyPool::connect(url)
+                    .await
+                    .expect("connect to DATABASE_URL");
+                admin
+                    .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                FreshCatalog {
+                    url: replace_database(url, &name),
+                    pg: Some((url.clone(), name)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FreshCatalog {
+    fn drop(&mut self) {
+        let Some((url, name)) = self.pg.take() else {
+            return;
+        };
+        // Drop may run inside a runtime: the database goes from a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(admin) = sqlx::AnyPool::connect(&url).await {
+                    let _ = admin
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
